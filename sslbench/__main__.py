@@ -1,0 +1,5 @@
+import sys
+
+from sslbench.cli import main
+
+sys.exit(main())

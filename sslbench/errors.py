@@ -1,0 +1,17 @@
+"""Error types that map to exit codes: bad input is 2, a runtime failure is 1."""
+
+
+class UserError(Exception):
+    """Bad input from the user: printed as one line, exit code 2, nothing written."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError):
+    """A config key, value or file that does not validate."""
+
+
+class RunFailure(Exception):
+    """A run that started and then failed (non-finite loss, out of memory...): exit code 1."""
+
+    exit_code = 1
