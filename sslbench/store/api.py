@@ -1,0 +1,390 @@
+"""The store's public API: `Store` writes and reads runs; reads return plain frozen records.
+
+One `Session` per unit of work; no ORM object leaves this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from sslbench.errors import UserError
+from sslbench.provenance import collect_provenance
+from sslbench.store.db import open_engine, resolve_db_url
+from sslbench.store.models import FINAL_STATUSES, RUN_KINDS, RUN_STATUSES, Artifact, Metric, Run
+
+STALE_HEARTBEAT_S = 300.0  # a RUNNING run silent for longer than this has probably died
+_HASH_CHUNK_BYTES = 1 << 20
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC, as stored."""
+    return datetime.now(UTC)
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no spaces: equal configs give equal text (and hash)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """First 16 hex digits of the sha256 of the canonical JSON of `config`."""
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:16]
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in chunks so checkpoints need not fit in memory."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(_HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One logged value of a metric."""
+
+    key: str
+    step: int | None
+    epoch: int | None
+    value: float
+    time: datetime
+
+
+@dataclass(frozen=True)
+class ArtifactRow:
+    """One file recorded for a run."""
+
+    name: str
+    path: str
+    sha256: str
+    size_bytes: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run as read from the store, detached from any database session."""
+
+    id: int
+    kind: str
+    parent_id: int | None
+    sweep_id: str | None
+    trial_number: int | None
+    method: str
+    dataset: str
+    backbone: str | None
+    status: str
+    config: dict[str, Any]
+    config_hash: str
+    seed: int
+    git_commit: str | None
+    git_dirty: bool | None
+    host: str
+    device: str | None
+    world_size: int
+    versions: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    heartbeat_at: datetime | None
+    failure_reason: str | None
+    summary: dict[str, Any]
+    metrics: list[MetricRow] = field(default_factory=list)
+    artifacts: list[ArtifactRow] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from start to end (to now while still running); None if never started."""
+        if self.started_at is None:
+            return None
+        return ((self.ended_at or utc_now()) - self.started_at).total_seconds()
+
+    @property
+    def is_stale(self) -> bool:
+        """True for a RUNNING run whose heartbeat is older than `STALE_HEARTBEAT_S`."""
+        last = self.heartbeat_at or self.started_at
+        return (
+            self.status == "RUNNING"
+            and last is not None
+            and (utc_now() - last).total_seconds() > STALE_HEARTBEAT_S
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON-ready data: datetimes as ISO 8601 strings, NaN and inf as None."""
+        return _jsonable(asdict(self)) | {"duration_s": self.duration_s}
+
+
+class Store:
+    """The run database: one engine, one short session per call."""
+
+    def __init__(self, url: str, engine: Engine) -> None:
+        self.url = url
+        self._engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, db: str | None = None, *, create: bool = True) -> Store:
+        """Open the store named by a `--db` value (see `resolve_db_url`), migrating it if needed.
+
+        With `create=False` a missing SQLite file is a `UserError` rather than a new database.
+        """
+        url = resolve_db_url(db)
+        return cls(url, open_engine(url, create=create))
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        *,
+        kind: str,
+        method: str,
+        dataset: str,
+        config: dict[str, Any],
+        seed: int,
+        backbone: str | None = None,
+        parent_id: int | None = None,
+        sweep_id: str | None = None,
+        trial_number: int | None = None,
+        status: str = "RUNNING",
+        device: str | None = None,
+        world_size: int = 1,
+        provenance: dict[str, Any] | None = None,
+    ) -> int:
+        """Record a new run and return its id.
+
+        `provenance` has the keys of `collect_provenance()`, which is called when it is None.
+        A RUNNING run gets its start and heartbeat times now; a QUEUED one on `start_run`.
+        """
+        _check_choice("kind", kind, RUN_KINDS)
+        _check_choice("status", status, RUN_STATUSES)
+        if provenance is None:
+            provenance = collect_provenance()
+        now = utc_now()
+        started = now if status == "RUNNING" else None
+        run = Run(
+            kind=kind,
+            parent_id=parent_id,
+            sweep_id=sweep_id,
+            trial_number=trial_number,
+            method=method,
+            dataset=dataset,
+            backbone=backbone,
+            status=status,
+            config_json=canonical_json(config),
+            config_hash=config_hash(config),
+            seed=seed,
+            git_commit=provenance.get("git_commit"),
+            git_dirty=provenance.get("git_dirty"),
+            host=provenance.get("host") or socket.gethostname(),
+            device=device,
+            world_size=world_size,
+            versions_json=canonical_json(provenance.get("versions") or {}),
+            created_at=now,
+            started_at=started,
+            heartbeat_at=started,
+        )
+        with self._unit_of_work() as session:
+            session.add(run)
+            session.flush()
+            return run.id
+
+    def start_run(self, run_id: int) -> None:
+        """Mark a QUEUED run RUNNING and set its start and heartbeat times."""
+        with self._unit_of_work() as session:
+            run = self._run(session, run_id)
+            run.status = "RUNNING"
+            run.started_at = run.heartbeat_at = utc_now()
+
+    def log_metrics(
+        self,
+        run_id: int,
+        metrics: dict[str, float],
+        *,
+        step: int | None = None,
+        epoch: int | None = None,
+    ) -> None:
+        """Append one row per metric at this step/epoch; also counts as a heartbeat."""
+        now = utc_now()
+        with self._unit_of_work() as session:
+            run = self._run(session, run_id)
+            session.add_all(
+                Metric(run_id=run_id, key=key, step=step, epoch=epoch, value=float(v), time=now)
+                for key, v in metrics.items()
+            )
+            run.heartbeat_at = now
+
+    def heartbeat(self, run_id: int) -> None:
+        """Tell readers the run is alive."""
+        with self._unit_of_work() as session:
+            self._run(session, run_id).heartbeat_at = utc_now()
+
+    def add_artifact(self, run_id: int, name: str, path: str | Path) -> None:
+        """Record a file of the run with its absolute path, sha256 and size."""
+        path = Path(path).absolute()
+        sha256, size = file_sha256(path), path.stat().st_size
+        with self._unit_of_work() as session:
+            self._run(session, run_id)
+            session.add(
+                Artifact(
+                    run_id=run_id,
+                    name=name,
+                    path=str(path),
+                    sha256=sha256,
+                    size_bytes=size,
+                    created_at=utc_now(),
+                )
+            )
+
+    def update_summary(self, run_id: int, **values: float) -> None:
+        """Merge headline metrics (e.g. `linear_top1=0.87`) into the run's summary."""
+        with self._unit_of_work() as session:
+            run = self._run(session, run_id)
+            summary = json.loads(run.summary_json) if run.summary_json else {}
+            summary.update({key: float(value) for key, value in values.items()})
+            run.summary_json = canonical_json(summary)
+
+    def finish_run(self, run_id: int, status: str, *, failure_reason: str | None = None) -> None:
+        """Set the final status (COMPLETED, FAILED, KILLED or PRUNED) and the end time."""
+        _check_choice("final status", status, FINAL_STATUSES)
+        now = utc_now()
+        with self._unit_of_work() as session:
+            run = self._run(session, run_id)
+            run.status = status
+            run.failure_reason = failure_reason
+            run.ended_at = run.heartbeat_at = now
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def get_run(self, run_id: int) -> RunRecord:
+        """The run with its metrics (in logging order) and artifacts."""
+        with self._unit_of_work() as session:
+            run = self._run(session, run_id)
+            metrics = session.scalars(
+                select(Metric).where(Metric.run_id == run_id).order_by(Metric.id)
+            )
+            artifacts = session.scalars(
+                select(Artifact).where(Artifact.run_id == run_id).order_by(Artifact.id)
+            )
+            return _record(
+                run,
+                metrics=[MetricRow(m.key, m.step, m.epoch, m.value, m.time) for m in metrics],
+                artifacts=[
+                    ArtifactRow(a.name, a.path, a.sha256, a.size_bytes, a.created_at)
+                    for a in artifacts
+                ],
+            )
+
+    def list_runs(
+        self,
+        *,
+        kind: str | None = None,
+        method: str | None = None,
+        dataset: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
+        """Runs matching every given filter, newest first, without their metric rows."""
+        query = select(Run).order_by(Run.id.desc()).limit(limit)
+        for column, wanted in (
+            (Run.kind, kind),
+            (Run.method, method),
+            (Run.dataset, dataset),
+            (Run.status, status),
+        ):
+            if wanted is not None:
+                query = query.where(column == wanted)
+        with self._unit_of_work() as session:
+            return [_record(run) for run in session.scalars(query)]
+
+    def children(self, run_id: int) -> list[RunRecord]:
+        """The runs whose parent is `run_id` (evaluations of a pretraining run), oldest first."""
+        query = select(Run).where(Run.parent_id == run_id).order_by(Run.id)
+        with self._unit_of_work() as session:
+            return [_record(run) for run in session.scalars(query)]
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    @contextmanager
+    def _unit_of_work(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    @staticmethod
+    def _run(session: Session, run_id: int) -> Run:
+        run = session.get(Run, run_id)
+        if run is None:
+            raise UserError(f"no run with id {run_id} in DB")
+        return run
+
+
+def _record(
+    run: Run, *, metrics: list[MetricRow] | None = None, artifacts: list[ArtifactRow] | None = None
+) -> RunRecord:
+    return RunRecord(
+        id=run.id,
+        kind=run.kind,
+        parent_id=run.parent_id,
+        sweep_id=run.sweep_id,
+        trial_number=run.trial_number,
+        method=run.method,
+        dataset=run.dataset,
+        backbone=run.backbone,
+        status=run.status,
+        config=json.loads(run.config_json),
+        config_hash=run.config_hash,
+        seed=run.seed,
+        git_commit=run.git_commit,
+        git_dirty=run.git_dirty,
+        host=run.host,
+        device=run.device,
+        world_size=run.world_size,
+        versions=json.loads(run.versions_json),
+        created_at=run.created_at,
+        started_at=run.started_at,
+        ended_at=run.ended_at,
+        heartbeat_at=run.heartbeat_at,
+        failure_reason=run.failure_reason,
+        summary=json.loads(run.summary_json) if run.summary_json else {},
+        metrics=metrics or [],
+        artifacts=artifacts or [],
+    )
+
+
+def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{what} must be one of {', '.join(choices)}, not {value!r}")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    return value

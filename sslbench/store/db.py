@@ -1,0 +1,224 @@
+"""Where the store lives and how it is opened: URL resolution, engine set-up, migrations.
+
+Opening a database never runs `create_all`: a new or empty database is brought to the head
+Alembic revision, one at an older revision is upgraded, and anything else (a file that is not
+SQLite, a SQLite file with tables but no sslbench schema version) is refused with a `UserError`
+before a single byte of it is written.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.pool import NullPool
+
+from sslbench.errors import UserError
+
+DB_ENV_VAR = "SSLBENCH_DB"
+DEFAULT_DB = "sslbench.sqlite"
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+STORE_TABLES = frozenset({"runs", "metrics", "artifacts"})
+SQLITE_PRAGMAS = (
+    "PRAGMA busy_timeout=30000",  # first, so that switching to WAL waits for other writers
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA journal_mode=WAL",
+)
+# Any fixed key: serialises concurrent first-time migrations of one PostgreSQL database.
+_PG_MIGRATION_LOCK = 0x551BE4C4
+
+
+def resolve_db_url(db: str | None) -> str:
+    """The SQLAlchemy URL for `--db`: its value, else `$SSLBENCH_DB`, else ./sslbench.sqlite.
+
+    A value containing `://` is a SQLAlchemy URL and is used as is; anything else is a file path
+    and becomes `sqlite:///<absolute path>`.
+    """
+    value = db or os.environ.get(DB_ENV_VAR) or DEFAULT_DB
+    if "://" in value:
+        try:
+            make_url(value)
+        except ArgumentError as exc:
+            raise UserError(f"--db {value!r} is not a valid database URL ({exc})") from None
+        return value
+    path = Path(value).expanduser().absolute()
+    if not path.parent.is_dir():
+        raise UserError(f"directory {str(path.parent)!r} for --db {value!r} does not exist")
+    return f"sqlite:///{path}"
+
+
+def sqlite_path(url: str | URL) -> Path | None:
+    """The file behind a SQLite URL; None for other backends and in-memory SQLite."""
+    sa_url = make_url(url)
+    if sa_url.get_backend_name() != "sqlite" or sa_url.database in (None, "", ":memory:"):
+        return None
+    return Path(sa_url.database)
+
+
+def display_name(url: str) -> str:
+    """How a database is named in messages: the file path, or the URL without its password."""
+    path = sqlite_path(url)
+    return str(path) if path else make_url(url).render_as_string(hide_password=True)
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic config for the store's migrations, without any alembic.ini.
+
+    To write the next revision, from a checkout:
+    `command.revision(alembic_config(conn), message="...", autogenerate=True)` with `conn` open on
+    a database at the current head.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite connections get WAL, a 30 s busy timeout and foreign keys."""
+    sa_url = _with_available_driver(make_url(url))
+    try:
+        engine = create_engine(sa_url)
+    except (NoSuchModuleError, ModuleNotFoundError) as exc:
+        raise UserError(f"no database driver for {display_name(url)!r} ({exc})") from None
+    if sa_url.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _set_sqlite_pragmas)
+    return engine
+
+
+def open_engine(url: str, *, create: bool) -> Engine:
+    """An engine on a database holding the current store schema.
+
+    `create=False` (read-only commands) refuses a SQLite file that does not exist instead of
+    creating it. An existing database is first inspected without writing to it.
+    """
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        if not create:
+            raise UserError(
+                f"no database at {path} (run `sslbench pretrain ...` first or pass --db)"
+            )
+        needs_migration = True
+    else:
+        probe = _probe_engine(url, path)
+        try:
+            with probe.connect() as conn:
+                needs_migration = _schema_revision(conn, url) != _head_revision()
+        except DBAPIError as exc:
+            raise UserError(
+                f"cannot open DB {display_name(url)!r} ({_first_line(exc.orig)})"
+            ) from None
+        finally:
+            probe.dispose()
+    engine = make_engine(url)
+    if needs_migration:
+        try:
+            _migrate(engine, url)
+        except BaseException:
+            engine.dispose()
+            raise
+    return engine
+
+
+def _migrate(engine: Engine, url: str) -> None:
+    """Bring the database to the head revision, holding the write lock so that only one of several
+    processes opening a new database at once creates the schema."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+        if _schema_revision(conn, url) != _head_revision():  # another process may have done it
+            command.upgrade(alembic_config(conn), "head")
+        conn.commit()
+
+
+def _schema_revision(conn: Connection, url: str) -> str | None:
+    """The store revision of the database on `conn` (None when it is empty).
+
+    Raises `UserError` when the database is not an sslbench database or not a database at all.
+    """
+
+    def not_ours(reason: str) -> UserError:
+        return UserError(
+            f"DB {display_name(url)!r} is not an sslbench database ({reason}); "
+            "pass --db with another path"
+        )
+
+    try:
+        tables = set(inspect(conn).get_table_names())
+        revision = MigrationContext.configure(conn).get_current_revision()
+    except DBAPIError as exc:
+        raise not_ours(_first_line(exc.orig)) from None
+    if revision is None and tables <= {"alembic_version"}:  # new, or downgraded to base
+        return None
+    if revision is None:
+        shown = ", ".join(sorted(tables)[:5])
+        raise not_ours(f"it has tables ({shown}) but no sslbench schema version")
+    if revision not in _known_revisions():
+        raise not_ours(f"unknown schema revision {revision!r}; made by a newer sslbench?")
+    if missing := STORE_TABLES - tables:
+        raise not_ours(f"tables {', '.join(sorted(missing))} are missing")
+    return revision
+
+
+def _probe_engine(url: str, path: Path | None) -> Engine:
+    """An engine that only looks: SQLite files are opened read-only and without our pragmas
+    (switching a foreign file to WAL would rewrite its header)."""
+    if path is None:
+        return make_engine(url)
+    if not path.is_file():
+        raise UserError(f"--db {str(path)!r} is not a file")
+    uri = f"{path.absolute().as_uri()}?mode=ro"
+    return create_engine(
+        "sqlite://", creator=lambda: sqlite3.connect(uri, uri=True), poolclass=NullPool
+    )
+
+
+def _set_sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()
+
+
+def _with_available_driver(sa_url: URL) -> URL:
+    """`postgresql://` means psycopg2 to SQLAlchemy; use psycopg 3 when only it is installed."""
+    if (
+        sa_url.drivername == "postgresql"
+        and importlib.util.find_spec("psycopg2") is None
+        and importlib.util.find_spec("psycopg") is not None
+    ):
+        return sa_url.set(drivername="postgresql+psycopg")
+    return sa_url
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+@functools.cache
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def _head_revision() -> str | None:
+    return _script().get_current_head()
+
+
+def _known_revisions() -> set[str]:
+    return {script.revision for script in _script().walk_revisions()}
