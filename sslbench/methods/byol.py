@@ -1,0 +1,81 @@
+"""BYOL: Grill et al., "Bootstrap Your Own Latent: A New Approach to Self-Supervised Learning",
+NeurIPS 2020.
+
+An online network (encoder, projector, predictor q) predicts the projection of the other view
+made by a target network (encoder, projector) whose weights are an exponential moving average of
+the online ones; the target receives no gradient (stop-gradient). Loss: eq. 2, symmetrised.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sslbench.config import RunConfig, _f
+from sslbench.methods import MethodSpec
+from sslbench.models.ema import cosine_ema_decay, ema_update
+from sslbench.models.heads import MLP
+
+
+@dataclass
+class BYOLConfig:
+    name: str = "byol"
+    ema_decay: float = _f(0.99, lo=0.0, hi=1.0)  # τ_base (0.996 on ImageNet, 0.99 for CIFAR)
+    ema_final: float = _f(1.0, lo=0.0, hi=1.0)  # τ at the last step (cosine schedule)
+    predictor_hidden_dim: int = _f(512, lo=1)
+
+
+def byol_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BYOL eq. 2, averaged over the batch: ‖q̄ − z̄′‖² = 2 − 2 · ⟨q, z′⟩ / (‖q‖ ‖z′‖).
+
+    ``target`` is detached here: the stop-gradient of the target network is part of the loss.
+    """
+    cos = F.cosine_similarity(prediction, target.detach(), dim=-1)
+    return (2 - 2 * cos).mean()
+
+
+class BYOL(nn.Module):
+    def __init__(self, cfg: RunConfig, backbone: nn.Module) -> None:
+        super().__init__()
+        m, c = cfg.model, cfg.method
+        self.cfg = c
+        self.backbone = backbone
+        self.projector = MLP(backbone.out_dim, m.projector_hidden_dim, m.projector_dim,
+                             m.projector_layers)
+        self.predictor = MLP(m.projector_dim, c.predictor_hidden_dim, m.projector_dim, 2)
+        self.target_backbone = copy.deepcopy(backbone).requires_grad_(False)
+        self.target_projector = copy.deepcopy(self.projector).requires_grad_(False)
+
+    def training_step(self, view1: torch.Tensor, view2: torch.Tensor
+                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        views = torch.cat([view1, view2])
+        p1, p2 = self.predictor(self.projector(self.backbone(views))).chunk(2)
+        with torch.no_grad():
+            t1, t2 = self.target_projector(self.target_backbone(views)).chunk(2)
+        # L^BYOL = L(q(z1), z'2) + L(q(z2), z'1): the symmetrised loss of §3.1.
+        return byol_loss(p1, t2) + byol_loss(p2, t1), {}
+
+    def on_train_step_end(self, step: int, total_steps: int) -> dict[str, float]:
+        tau = cosine_ema_decay(self.cfg.ema_decay, step, total_steps, self.cfg.ema_final)
+        ema_update(self.target_backbone, self.backbone, tau)
+        ema_update(self.target_projector, self.projector, tau)
+        return {"ema_decay": tau}
+
+
+def build(cfg: RunConfig, backbone: nn.Module) -> BYOL:
+    return BYOL(cfg, backbone)
+
+
+SPEC = MethodSpec(
+    name="byol",
+    paper="Grill et al., Bootstrap Your Own Latent: A New Approach to Self-Supervised Learning, "
+          "NeurIPS 2020",
+    family="distillation",
+    config_cls=BYOLConfig,
+    build=build,
+    defaults={},
+)

@@ -1,0 +1,76 @@
+"""SimCLR: Chen, Kornblith, Norouzi, Hinton, "A Simple Framework for Contrastive Learning of
+Visual Representations", ICML 2020.
+
+Two augmented views of each image go through the encoder f and the projection head g; the
+NT-Xent loss (eq. 1) pulls each view's projection towards its partner and away from the other
+2N − 2 projections of the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sslbench.config import RunConfig, _f
+from sslbench.methods import MethodSpec
+from sslbench.models.heads import MLP
+
+
+@dataclass
+class SimCLRConfig:
+    name: str = "simclr"
+    temperature: float = _f(0.2, lo=0.0, lo_open=True)  # τ in eq. 1; 0.2 for CIFAR-size data
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """NT-Xent (SimCLR eq. 1), averaged over all 2N anchors.
+
+    With u = z / ‖z‖ and s_ij = u_iᵀ u_j, for a positive pair (i, j):
+    ℓ_ij = −log( exp(s_ij / τ) / Σ_{k ≠ i} exp(s_ik / τ) ); the k-sum runs over the 2N − 1 other
+    views (one positive, 2N − 2 negatives; the self-pair k = i is excluded).
+    z1[n] and z2[n] are the two views of image n; returns a scalar.
+    """
+    n = z1.shape[0]
+    u = F.normalize(torch.cat([z1, z2]), dim=1)
+    logits = (u @ u.T) / temperature
+    self_mask = torch.eye(2 * n, dtype=torch.bool, device=u.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    partner = torch.arange(2 * n, device=u.device).roll(n)  # i ↔ i + N
+    return F.cross_entropy(logits, partner)
+
+
+class SimCLR(nn.Module):
+    def __init__(self, cfg: RunConfig, backbone: nn.Module) -> None:
+        super().__init__()
+        m = cfg.model
+        self.temperature = cfg.method.temperature
+        self.backbone = backbone
+        self.projector = MLP(backbone.out_dim, m.projector_hidden_dim, m.projector_dim,
+                             m.projector_layers)
+
+    def training_step(self, view1: torch.Tensor, view2: torch.Tensor
+                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        # One encoder pass over both views: the batch norm sees all 2N views, as in SimCLR.
+        z1, z2 = self.projector(self.backbone(torch.cat([view1, view2]))).chunk(2)
+        return nt_xent(z1, z2, self.temperature), {}
+
+    def on_train_step_end(self, step: int, total_steps: int) -> dict[str, float]:
+        return {}
+
+
+def build(cfg: RunConfig, backbone: nn.Module) -> SimCLR:
+    return SimCLR(cfg, backbone)
+
+
+SPEC = MethodSpec(
+    name="simclr",
+    paper="Chen et al., A Simple Framework for Contrastive Learning of Visual Representations, "
+          "ICML 2020",
+    family="contrastive",
+    config_cls=SimCLRConfig,
+    build=build,
+    defaults={},
+)
