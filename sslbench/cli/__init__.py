@@ -1,0 +1,54 @@
+"""The `sslbench` command line. Thin: parse, validate, delegate, print.
+
+Torch is never imported here at module level, so `sslbench --help` starts fast; each command
+imports what it needs inside its body.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from typer._click import exceptions as click_exc  # typer>=0.29 vendors click
+
+from sslbench.errors import RunFailure, UserError
+
+app = typer.Typer(
+    name="sslbench",
+    help="Pretrain, evaluate, sweep and compare self-supervised representation learners.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    # Each module adds its commands to `app`; imported here so the order of --help is stable.
+    from sslbench.cli import datasets, pretrain, runs  # noqa: F401
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code (0 ok, 1 runtime, 2 bad input)."""
+    _register()
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="sslbench", standalone_mode=False)
+    except click_exc.NoArgsIsHelpError:
+        return 0  # click has already printed the help text
+    except click_exc.UsageError as exc:
+        typer.echo(f"error: {exc.format_message()}", err=True)
+        return 2
+    except UserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except RunFailure as exc:
+        typer.echo(f"failed: {exc}", err=True)
+        return exc.exit_code
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""`sslbench pretrain METHOD` and `sslbench linear-eval RUN`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sslbench.cli import app
+
+Overrides = Annotated[
+    list[str] | None,
+    typer.Argument(help="Config overrides as dotted key=value, e.g. optimizer.lr=2e-3 "
+                        "method.ema_decay=0.996", show_default=False),
+]
+DbOption = Annotated[str | None, typer.Option(
+    "--db", help="Results DB: a SQLite path or SQLAlchemy URL [env SSLBENCH_DB; "
+                 "default ./sslbench.sqlite]")]
+
+
+@app.command("pretrain")
+def pretrain_command(
+    method: Annotated[str, typer.Argument(help="Method to pretrain: simclr, byol.")],
+    overrides: Overrides = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset [default fashion-mnist].")] = None,
+    data_dir: Annotated[str | None, typer.Option(
+        help="Root holding one folder per dataset [env SSLBENCH_DATA].")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Pretraining epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Global batch size.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of everything random.")] = None,
+    gpus: Annotated[int | None, typer.Option(
+        help="0: CPU; 1: one GPU [default: a GPU if there is one].")] = None,
+    evaluate: Annotated[str | None, typer.Option(
+        "--eval", help="Protocols to run after pretraining, comma-separated (linear), "
+                       "or 'none'.")] = None,
+    db: DbOption = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the resolved config and exit.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Pretrain an encoder with a self-supervised METHOD, evaluate it, record everything."""
+    from sslbench.config import resolve_config, to_yaml
+
+    flags = {
+        "data.dataset": dataset, "data.data_dir": data_dir, "train.epochs": epochs,
+        "train.batch_size": batch_size, "train.seed": seed, "train.gpus": gpus,
+        "eval.protocols": None if evaluate is None else ("" if evaluate == "none" else evaluate),
+    }
+    cfg = resolve_config(method, config_file=config, flags=flags, overrides=overrides or [])
+    if dry_run:
+        typer.echo(to_yaml(cfg), nl=False)
+        return
+
+    from sslbench.runner import run_pretrain
+
+    run_pretrain(cfg, db, echo=typer.echo, show_progress=not quiet)
+
+
+@app.command("linear-eval")
+def linear_eval_command(
+    run_id: Annotated[int, typer.Argument(help="Id of a completed pretrain run.")],
+    epochs: Annotated[int | None, typer.Option(help="Epochs of the linear classifier.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate of the classifier.")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="Weight decay.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Mini-batch size.")] = None,
+    data_dir: Annotated[str | None, typer.Option(
+        help="Root holding one folder per dataset [env SSLBENCH_DATA].")] = None,
+    gpus: Annotated[int | None, typer.Option(help="0: CPU; 1: one GPU.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Train a linear classifier on RUN's frozen encoder; recorded as a child run of RUN."""
+    from sslbench.runner import run_linear_eval
+
+    linear = {k: v for k, v in {"epochs": epochs, "lr": lr, "weight_decay": weight_decay,
+                                "batch_size": batch_size}.items() if v is not None}
+    run_linear_eval(run_id, db, linear=linear, data_dir=data_dir, gpus=gpus, echo=typer.echo)

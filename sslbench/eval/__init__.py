@@ -1,0 +1,1 @@
+"""Evaluation protocols on a frozen or fine-tuned encoder."""

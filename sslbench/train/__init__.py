@@ -1,0 +1,1 @@
+"""The one training loop shared by every method, and what it needs (device, optimizer, LR)."""

@@ -1,0 +1,61 @@
+"""Progress display: a rich bar (loss, img/s, ETA) on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from types import TracebackType
+
+
+class TrainProgress:
+    """Shows training progress; ``update`` is called every ``log_every`` steps, not every step."""
+
+    def __init__(self, total_steps: int, steps_per_epoch: int, *, enabled: bool = True) -> None:
+        self.total_steps = total_steps
+        self.steps_per_epoch = steps_per_epoch
+        self.enabled = enabled
+        self.interactive = enabled and sys.stderr.isatty()
+        self._bar = None
+        self._task = None
+        self._start = time.perf_counter()
+
+    def __enter__(self) -> TrainProgress:
+        self._start = time.perf_counter()
+        if self.interactive:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]:.4f}"),
+                TextColumn("{task.fields[ips]:.0f} img/s"),
+                TimeRemainingColumn(), transient=False,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(
+                "train", total=self.total_steps, epoch=1, loss=float("nan"), ips=0.0
+            )
+        return self
+
+    def update(self, step: int, epoch: int, loss: float, images_per_s: float) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=step, epoch=epoch, loss=loss, ips=images_per_s)
+
+    def epoch_end(self, epoch: int, epochs: int, metrics: dict[str, float], step: int) -> None:
+        if not self.enabled or self.interactive:
+            return
+        elapsed = time.perf_counter() - self._start
+        eta = elapsed / max(step, 1) * (self.total_steps - step)
+        shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+        print(f"epoch {epoch}/{epochs}  {shown}  elapsed {elapsed:.0f}s  eta {eta:.0f}s",
+              file=sys.stderr, flush=True)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._bar is not None:
+            self._bar.stop()
