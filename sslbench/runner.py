@@ -77,8 +77,18 @@ def run_pretrain(cfg: RunConfig, db: str | None, *, echo: Echo = print,
     device = resolve_device(cfg.train.gpus)
     dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir, download=cfg.data.download,
                            seed=cfg.train.seed)
+    n_train = dataset.train_images.shape[0]
+    if cfg.train.batch_size > n_train:
+        raise UserError(f"train.batch_size={cfg.train.batch_size} is larger than the {n_train} "
+                        f"training images of {cfg.data.dataset}; use a smaller --batch-size")
     out_root = _check_output_dir(cfg.train.output_dir)
-    store = Store.open(db, create=True)
+    with Store.open(db, create=True) as store:
+        return _pretrain_and_evaluate(store, cfg, dataset, device, out_root, echo, show_progress)
+
+
+def _pretrain_and_evaluate(store: Store, cfg: RunConfig, dataset: ImageDataset,
+                           device: torch.device, out_root: Path, echo: Echo,
+                           show_progress: bool) -> int:
     run_id = store.create_run(
         kind="pretrain", method=cfg.method_name, dataset=cfg.data.dataset, config=cfg.to_dict(),
         seed=cfg.train.seed, backbone=cfg.model.backbone, device=_device_name(device),
@@ -141,7 +151,12 @@ def run_linear_eval(run_id: int, db: str | None, *, linear: dict[str, Any],
                     data_dir: str | None = None, gpus: int | None = None,
                     echo: Echo = print) -> int:
     """Re-evaluate the encoder of a finished pretrain run from its checkpoint."""
-    store = Store.open(db, create=False)
+    with Store.open(db, create=False) as store:
+        return _linear_eval(store, run_id, linear, data_dir, gpus, echo)
+
+
+def _linear_eval(store: Store, run_id: int, linear: dict[str, Any], data_dir: str | None,
+                 gpus: int | None, echo: Echo) -> int:
     run = store.get_run(run_id)
     if run.kind != "pretrain":
         raise UserError(f"run {run_id} is a {run.kind} run; linear-eval takes a pretrain run id "

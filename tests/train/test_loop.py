@@ -1,0 +1,136 @@
+"""The shared pretraining loop: schedule, optimizer groups, determinism, checkpoints, failures."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from sslbench.config import OptimizerConfig, resolve_config
+from sslbench.data import load_dataset
+from sslbench.errors import RunFailure, UserError
+from sslbench.methods import build_method
+from sslbench.train.device import resolve_device, seed_everything
+from sslbench.train.loop import load_checkpoint, pretrain, save_checkpoint
+from sslbench.train.optim import build_optimizer, build_scheduler, lr_factor
+
+
+def test_lr_factor_warmup_then_cosine() -> None:
+    total, warmup = 110, 10
+    assert lr_factor(0, total, warmup, 0.0) == pytest.approx(0.1)
+    assert lr_factor(9, total, warmup, 0.0) == pytest.approx(1.0)
+    assert lr_factor(10, total, warmup, 0.0) == pytest.approx(1.0)
+    assert lr_factor(60, total, warmup, 0.0) == pytest.approx(0.5)  # half way down the cosine
+    assert lr_factor(110, total, warmup, 0.0) == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(110, total, warmup, 0.1) == pytest.approx(0.1)
+    # cosine shape: 0.5 * (1 + cos(pi * t))
+    assert lr_factor(35, total, warmup, 0.0) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+
+
+def test_scheduler_drives_the_optimizer_lr() -> None:
+    model = nn.Linear(3, 2)
+    cfg = OptimizerConfig(name="sgd", lr=0.5, warmup_epochs=1.0)
+    opt = build_optimizer(model, cfg)
+    sched = build_scheduler(opt, cfg, total_steps=8, steps_per_epoch=4)
+    seen = []
+    for _ in range(8):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert seen[:4] == pytest.approx([0.125, 0.25, 0.375, 0.5])
+    assert seen[4] == pytest.approx(0.5) and seen[7] < seen[5] < seen[4]
+
+
+def test_no_weight_decay_on_biases_and_norms() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    opt = build_optimizer(model, OptimizerConfig(name="adamw", weight_decay=0.3))
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert decayed == {id(model[0].weight)}
+    assert isinstance(opt, torch.optim.AdamW)
+    assert isinstance(build_optimizer(model, OptimizerConfig(name="sgd")), torch.optim.SGD)
+
+
+def test_resolve_device_rejects_missing_gpus() -> None:
+    assert resolve_device(0) == torch.device("cpu")
+    if torch.cuda.device_count() == 0:
+        assert resolve_device(None) == torch.device("cpu")
+        with pytest.raises(UserError, match="--gpus 1"):
+            resolve_device(1)
+
+
+def _run(tmp_path: Path, method: str, *overrides: str) -> tuple[float, dict[str, torch.Tensor]]:
+    cfg = resolve_config(method, flags={"data.dataset": "synthetic"},
+                         overrides=["train.epochs=1", *overrides])
+    dataset = load_dataset("synthetic", None, seed=0)
+    tmp_path.mkdir(exist_ok=True)
+    seed_everything(cfg.train.seed)
+    model = build_method(cfg, dataset.info.channels)
+    result = pretrain(cfg, dataset, model, torch.device("cpu"), tmp_path, show_progress=False)
+    return result.final_loss, {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("method", ["simclr", "byol"])
+def test_same_seed_same_run(tmp_path: Path, method: str) -> None:
+    loss_a, state_a = _run(tmp_path / "a", method)
+    loss_b, state_b = _run(tmp_path / "b", method)
+    assert loss_a == loss_b
+    for key in state_a:
+        torch.testing.assert_close(state_a[key], state_b[key], rtol=0, atol=0)
+    loss_c, _ = _run(tmp_path / "c", method, "train.seed=1")
+    assert loss_c != loss_a
+
+
+def test_checkpoint_per_epoch_holds_everything_to_resume(tmp_path: Path) -> None:
+    epochs_seen = []
+    cfg = resolve_config("byol", flags={"data.dataset": "synthetic"}, overrides=["train.epochs=2"])
+    dataset = load_dataset("synthetic", None, seed=0)
+    model = build_method(cfg, dataset.info.channels)
+
+    def hook(epoch: int, step: int, metrics: dict[str, float]) -> None:
+        epochs_seen.append(epoch)
+        state = load_checkpoint(tmp_path / "checkpoint.pt")
+        assert state["epoch"] == epoch and state["step"] == step
+
+    result = pretrain(cfg, dataset, model, torch.device("cpu"), tmp_path, hook, False)
+    assert epochs_seen == [1, 2]
+    state = load_checkpoint(result.checkpoint)
+    assert set(state) >= {"method", "optimizer", "scheduler", "epoch", "step"}
+    assert state["step"] == result.steps == 2 * (1024 // 64)
+    fresh = build_method(cfg, dataset.info.channels)
+    fresh.load_state_dict(state["method"])
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(fresh.state_dict()[key], value)
+
+
+def test_corrupt_checkpoint_is_a_user_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, {"a": torch.ones(2)})
+    assert not path.with_suffix(".pt.tmp").exists()
+    path.write_bytes(path.read_bytes()[:20])
+    with pytest.raises(UserError, match="cannot be read"):
+        load_checkpoint(path)
+    with pytest.raises(UserError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_exploding_lr_fails_with_the_step(tmp_path: Path) -> None:
+    with pytest.raises(RunFailure, match=r"non-finite loss at step \d+"):
+        _run(tmp_path, "simclr", "optimizer.name=sgd", "optimizer.lr=1e30",
+             "optimizer.warmup_epochs=0")
+
+
+def test_gradient_clipping_bounds_the_update(tmp_path: Path) -> None:
+    # With SGD (no momentum) and lr 1, one step moves the weights by exactly the clipped gradient.
+    cfg = resolve_config("simclr", flags={"data.dataset": "synthetic"}, overrides=[
+        "train.epochs=1", "optimizer.name=sgd", "optimizer.momentum=0", "optimizer.lr=1",
+        "optimizer.weight_decay=0", "optimizer.warmup_epochs=0", "optimizer.grad_clip=1e-3",
+        "train.batch_size=1024"])
+    dataset = load_dataset("synthetic", None, seed=0)
+    model = build_method(cfg, dataset.info.channels)
+    start = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    pretrain(cfg, dataset, model, torch.device("cpu"), tmp_path, show_progress=False)
+    end = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert (end - start).norm().item() == pytest.approx(1e-3, rel=1e-3)
