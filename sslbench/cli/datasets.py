@@ -39,5 +39,9 @@ def datasets_command(
             if located.folder is None and info.downloadable:
                 where += "; downloaded on first use"
         shape = "×".join(str(size) for size in info.shape)
-        table.add_row(info.name, str(info.num_classes), shape, where)
+        classes = str(info.num_classes)
+        if info.configurable:
+            classes = "data.class_list"
+            shape = f"{shape} (data.image_size)"
+        table.add_row(info.name, classes, shape, where)
     Console().print(table)

@@ -2,10 +2,15 @@
 
 A whole batch is augmented by a handful of tensor ops on its own device, no loop over samples:
 
-1. random resized crop + horizontal flip: one affine grid and one bilinear `grid_sample`;
-2. brightness then contrast jitter, factors drawn per sample (1 for samples not selected);
+1. random resized crop + horizontal flip + optional rotation: one affine grid, one `grid_sample`;
+2. colour jitter with probability `jitter_prob`: brightness then contrast, then saturation and hue
+   (RGB) folded with random grayscale (RGB) into one 3×3 colour matrix per sample;
 3. optional gaussian blur, sigma per sample: one separable grouped convolution;
-4. normalisation by the dataset mean and std.
+4. optional solarisation (pixels ≥ 0.5 become 1 − pixel);
+5. normalisation by the dataset mean and std.
+
+Each view has its own settings (`AugmentConfig.view(1)`, `.view(2)`), so asymmetric recipes such as
+BYOL's (blur p = 1.0 / 0.1, solarisation p = 0 / 0.2) are one call each: `augment(x, gen, view=2)`.
 
 torchvision's v2 transforms applied to a batch share one random draw across it, which gives every
 sample of a batch the same view: not what contrastive and distillation methods need.
@@ -13,21 +18,31 @@ sample of a batch the same view: not what contrastive and distillation methods n
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn.functional as F
 
+from sslbench.config import AugmentConfig, ViewAugmentConfig
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 _CROP_TRIES = 10  # as torchvision's RandomResizedCrop
 _GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
+# RGB → YIQ (NTSC): Y is the luma above, I and Q the chroma plane that a hue shift rotates.
+_RGB_TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
+# inverted once here: torch.linalg.inv on a GPU would synchronise with the host at every call
+_YIQ_TO_RGB = torch.linalg.inv(torch.tensor(_RGB_TO_YIQ, dtype=torch.float64)).tolist()
+_SOLARIZE_THRESHOLD = 0.5  # 128/255 on uint8 images, as BYOL
 
 
 class AugmentSettings(Protocol):
-    """The fields of `sslbench.config.AugmentConfig` this module reads."""
+    """The least a settings object needs (an `AugmentConfig` has more). Keys of
+    `ViewAugmentConfig` that an object lacks (rotation, saturation, ...) take their defaults, which
+    leave the images unchanged."""
 
     crop_min_scale: float
     crop_max_scale: float
@@ -40,6 +55,15 @@ class AugmentSettings(Protocol):
     blur_prob: float
     blur_sigma_min: float
     blur_sigma_max: float
+
+
+def view_settings(cfg: AugmentConfig | AugmentSettings) -> tuple[ViewAugmentConfig, ...]:
+    """The settings of view 1 and view 2: per view for an `AugmentConfig`, else the same twice."""
+    if isinstance(cfg, AugmentConfig):
+        return cfg.view(1), cfg.view(2)
+    names = [f.name for f in dataclasses.fields(ViewAugmentConfig)]
+    shared = ViewAugmentConfig(**{n: getattr(cfg, n) for n in names if hasattr(cfg, n)})
+    return shared, shared
 
 
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -63,33 +87,40 @@ class BatchAugment:
     Usage::
 
         augment = BatchAugment(cfg.augment, mean=info.mean, std=info.std, out_size=28)
-        view1, view2 = augment(images, generator), augment(images, generator)
+        view1, view2 = augment(images, generator, view=1), augment(images, generator, view=2)
     """
 
     def __init__(
         self,
-        cfg: AugmentSettings,
+        cfg: AugmentConfig | AugmentSettings,
         *,
         mean: Sequence[float],
         std: Sequence[float],
         out_size: int,
     ) -> None:
-        self.cfg = cfg
+        self.views = view_settings(cfg)
         self.mean = tuple(mean)
         self.std = tuple(std)
         self.out_size = out_size
         self._normalisation: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __call__(
-        self, images: torch.Tensor, generator: torch.Generator | None = None
+        self, images: torch.Tensor, generator: torch.Generator | None = None, view: int = 1
     ) -> torch.Tensor:
-        """uint8 [B, C, H, W] → float32 [B, C, out_size, out_size], normalised, same device."""
-        cfg = self.cfg
-        x = self._crop_and_flip(images.float().mul_(1 / 255), generator)
-        if cfg.jitter_prob > 0 and (cfg.brightness > 0 or cfg.contrast > 0):
-            x = self._jitter(x, generator)
+        """uint8 [B, C, H, W] → float32 [B, C, out_size, out_size], normalised, same device;
+        `view` (1 or 2) picks whose settings apply."""
+        cfg = self.views[view - 1]
+        rgb = images.shape[1] == 3
+        x = self._geometry(images.float().mul_(1 / 255), cfg, generator)
+        jitter = cfg.jitter_prob > 0 and (
+            cfg.brightness > 0 or cfg.contrast > 0 or (rgb and (cfg.saturation > 0 or cfg.hue > 0))
+        )
+        if jitter or (rgb and cfg.grayscale_prob > 0):
+            x = self._colour(x, cfg, generator)
         if cfg.blur_prob > 0:
-            x = self._blur(x, generator)
+            x = self._blur(x, cfg, generator)
+        if cfg.solarize_prob > 0:
+            x = self._solarize(x, cfg, generator)
         scale, shift = self._normalisation_on(x.device)
         return x.mul_(scale).add_(shift)
 
@@ -98,9 +129,11 @@ class BatchAugment:
             self._normalisation[device] = _affine_normalisation(self.mean, self.std, device)
         return self._normalisation[device]
 
-    def _crop_and_flip(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """RandomResizedCrop (scale, log-uniform ratio, up to 10 tries) + flip, one grid_sample."""
-        cfg = self.cfg
+    def _geometry(
+        self, x: torch.Tensor, cfg: ViewAugmentConfig, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """RandomResizedCrop (scale, log-uniform ratio, up to 10 tries), flip and rotation, all in
+        one affine map from output to input coordinates and one bilinear `grid_sample`."""
         batch, channels, height, width = x.shape
         device = x.device
         tries = (batch, _CROP_TRIES)
@@ -122,35 +155,57 @@ class BatchAugment:
         centre_y = (1 - box_h) * (2 * offsets[:, 1] - 1)
         flip = torch.where(offsets[:, 2] < cfg.hflip_prob, -1.0, 1.0)
         theta = torch.zeros(batch, 2, 3, device=device)
-        theta[:, 0, 0] = box_w * flip
         theta[:, 0, 2] = centre_x
-        theta[:, 1, 1] = box_h
         theta[:, 1, 2] = centre_y
+        if cfg.rotation_prob > 0:
+            # input = centre + diag(box_w * flip, box_h) @ rotation(angle) @ output: the crop,
+            # resized, turned by the angle (exact for square images)
+            u = _uniform((batch, 2), 0.0, 1.0, device, generator)
+            angle = math.radians(cfg.rotation_degrees) * (2 * u[:, 1] - 1)
+            angle = torch.where(u[:, 0] < cfg.rotation_prob, angle, torch.zeros_like(angle))
+            cos, sin = angle.cos(), angle.sin()
+            theta[:, 0, 0] = box_w * flip * cos
+            theta[:, 0, 1] = -box_w * flip * sin
+            theta[:, 1, 0] = box_h * sin
+            theta[:, 1, 1] = box_h * cos
+        else:
+            theta[:, 0, 0] = box_w * flip
+            theta[:, 1, 1] = box_h
         grid = F.affine_grid(
             theta, [batch, channels, self.out_size, self.out_size], align_corners=False
         )
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        if cfg.rotation_prob > 0:  # black where a turned crop reaches outside the image
+            inside = (grid.abs() <= 1).all(dim=-1, keepdim=True).permute(0, 3, 1, 2)
+            out = out.mul_(inside)
+        return out
 
-    def _jitter(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """Brightness x*b then contrast around the image's gray mean, clamped to [0, 1]."""
-        cfg = self.cfg
+    def _colour(
+        self, x: torch.Tensor, cfg: ViewAugmentConfig, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Brightness x*b, contrast around the image's gray mean, then (RGB) one colour matrix
+        per sample for saturation, hue and grayscale; clamped to [0, 1] after each stage."""
         batch, channels = x.shape[:2]
         u = _uniform((batch, 3), 0.0, 1.0, x.device, generator)
         selected = u[:, 0] < cfg.jitter_prob
-        ones = torch.ones_like(u[:, 1])
-        b_lo, c_lo = max(0.0, 1 - cfg.brightness), max(0.0, 1 - cfg.contrast)
-        brightness = torch.where(selected, b_lo + (1 + cfg.brightness - b_lo) * u[:, 1], ones)
-        contrast = torch.where(selected, c_lo + (1 + cfg.contrast - c_lo) * u[:, 2], ones)
-        x = x.mul_(brightness.view(-1, 1, 1, 1)).clamp_(0, 1)
-        gray = _to_gray(x) if channels == 3 else x
-        mean = gray.mean(dim=(1, 2, 3), keepdim=True)
-        contrast = contrast.view(-1, 1, 1, 1)
-        # c*x + (1-c)*mean; exactly x when c == 1
-        return x.mul_(contrast).add_(mean * (1 - contrast)).clamp_(0, 1)
+        if cfg.brightness > 0 or cfg.contrast > 0:
+            brightness = _factor(u[:, 1], cfg.brightness, selected)
+            contrast = _factor(u[:, 2], cfg.contrast, selected).view(-1, 1, 1, 1)
+            x = x.mul_(brightness.view(-1, 1, 1, 1)).clamp_(0, 1)
+            gray = _to_gray(x) if channels == 3 else x
+            mean = gray.mean(dim=(1, 2, 3), keepdim=True)
+            # c*x + (1-c)*mean; exactly x when c == 1
+            x = x.mul_(contrast).add_(mean * (1 - contrast)).clamp_(0, 1)
+        if channels != 3 or (cfg.saturation == 0 and cfg.hue == 0 and cfg.grayscale_prob == 0):
+            return x
+        matrix = _colour_matrix(cfg, selected, generator)
+        flat = torch.bmm(matrix, x.reshape(batch, 3, -1)).clamp_(0, 1)
+        return flat.view_as(x)
 
-    def _blur(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def _blur(
+        self, x: torch.Tensor, cfg: ViewAugmentConfig, generator: torch.Generator | None
+    ) -> torch.Tensor:
         """Gaussian blur with per-sample sigma: a separable conv with one kernel per image."""
-        cfg = self.cfg
         batch, channels, height, width = x.shape
         u = _uniform((batch, 2), 0.0, 1.0, x.device, generator)
         sigma = cfg.blur_sigma_min + (cfg.blur_sigma_max - cfg.blur_sigma_min) * u[:, 1]
@@ -167,6 +222,49 @@ class BatchAugment:
         flat = F.conv2d(flat, kernel.view(-1, 1, 1, size), groups=batch * channels)
         flat = F.conv2d(flat, kernel.view(-1, 1, size, 1), groups=batch * channels)
         return flat.view(batch, channels, height, width)
+
+    def _solarize(
+        self, x: torch.Tensor, cfg: ViewAugmentConfig, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Invert the pixels at or above the threshold, in the images selected with
+        `solarize_prob`."""
+        selected = _uniform((x.shape[0],), 0.0, 1.0, x.device, generator) < cfg.solarize_prob
+        invert = selected.view(-1, 1, 1, 1) & (x >= _SOLARIZE_THRESHOLD)
+        return torch.where(invert, 1 - x, x)
+
+
+def _factor(u: torch.Tensor, strength: float, selected: torch.Tensor) -> torch.Tensor:
+    """A jitter factor uniform in [max(0, 1 - strength), 1 + strength]; 1 where not selected."""
+    low = max(0.0, 1 - strength)
+    return torch.where(selected, low + (1 + strength - low) * u, torch.ones_like(u))
+
+
+def _colour_matrix(
+    cfg: ViewAugmentConfig, selected: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Per-sample 3×3 RGB matrices [B, 3, 3]: grayscale @ hue @ saturation.
+
+    Saturation blends with the luma image: s·I + (1 − s)·1wᵀ (torchvision's adjust_saturation).
+    Hue rotates the chroma plane of YIQ by 2π·h around the gray axis, a linear stand-in for
+    torchvision's HSV hue shift (as NVIDIA DALI does): gray pixels and luma are kept. Grayscale
+    is 1wᵀ. Samples not selected get the identity for that stage.
+    """
+    batch, device = selected.shape[0], selected.device
+    u = _uniform((batch, 3), 0.0, 1.0, device, generator)
+    eye = torch.eye(3, device=device).expand(batch, 3, 3)
+    luma = torch.tensor(_GRAY_WEIGHTS, device=device).view(1, 1, 3).expand(batch, 3, 3)
+    saturation = _factor(u[:, 0], cfg.saturation, selected).view(-1, 1, 1)
+    matrix = saturation * eye + (1 - saturation) * luma
+    if cfg.hue > 0:
+        angle = 2 * math.pi * cfg.hue * (2 * u[:, 1] - 1) * selected
+        to_yiq, to_rgb = (torch.tensor(m, device=device) for m in (_RGB_TO_YIQ, _YIQ_TO_RGB))
+        rotation = torch.zeros(batch, 3, 3, device=device)
+        rotation[:, 0, 0] = 1
+        rotation[:, 1, 1], rotation[:, 1, 2] = angle.cos(), -angle.sin()
+        rotation[:, 2, 1], rotation[:, 2, 2] = angle.sin(), angle.cos()
+        matrix = to_rgb @ rotation @ to_yiq @ matrix
+    gray = (u[:, 2] < cfg.grayscale_prob).view(-1, 1, 1)
+    return torch.where(gray, luma @ matrix, matrix)
 
 
 def _uniform(

@@ -8,8 +8,8 @@ Search order for dataset `name` (first folder holding all its files wins):
 3. `/usr/share/datasets/<name>`, where Debian's `dataset-fashion-mnist` package installs;
 4. a torchvision download into the user cache, when allowed.
 
-Each file may be gzip-compressed (`x.gz`) or not (`x`). Torch-free: torchvision is imported only
-to download.
+Each file may be gzip-compressed (`x.gz`) or not (`x`); an entry ending in `/` is a folder
+(image-folder datasets). Torch-free: torchvision is imported only to download.
 """
 
 from __future__ import annotations
@@ -24,7 +24,14 @@ from sslbench.errors import UserError
 
 ENV_VAR = "SSLBENCH_DATA"
 DEBIAN_ROOT = Path("/usr/share/datasets")
-_TORCHVISION_CLASSES = {"fashion-mnist": "FashionMNIST", "mnist": "MNIST"}
+# torchvision class, where its raw files land under the download root, and its arguments
+_DOWNLOADS: dict[str, tuple[str, str, dict[str, object]]] = {
+    "fashion-mnist": ("FashionMNIST", "FashionMNIST/raw", {"train": True}),
+    "mnist": ("MNIST", "MNIST/raw", {"train": True}),
+    "cifar10": ("CIFAR10", "", {"train": True}),
+    "cifar100": ("CIFAR100", "", {"train": True}),
+    "stl10": ("STL10", "", {"split": "train"}),  # the archive holds every split
+}
 _APT_PACKAGES = {"fashion-mnist": "dataset-fashion-mnist"}
 
 
@@ -59,6 +66,11 @@ def dataset_files(folder: Path, info: DatasetInfo) -> dict[str, Path] | None:
     """Each expected file name mapped to its path in `folder` (`.gz` or not); None if one lacks."""
     found: dict[str, Path] = {}
     for expected in info.files:
+        if expected.endswith("/"):
+            if not (folder / expected).is_dir():
+                return None
+            found[expected] = folder / expected
+            continue
         plain = expected.removesuffix(".gz")
         for candidate in (folder / f"{plain}.gz", folder / plain):
             if candidate.is_file():
@@ -104,7 +116,7 @@ def not_found_message(located: Located, *, download_error: str | None = None) ->
     """One line: where dataset `located.name` was looked for, and how to provide it."""
     name = located.name
     looked = ", ".join(str(p) for p in located.searched)
-    hints = [f"pass --data-dir DIR holding {name}/*.gz", f"set {ENV_VAR}"]
+    hints = [f"pass --data-dir DIR holding {name}/{get_info(name).layout}", f"set {ENV_VAR}"]
     if name in _APT_PACKAGES:
         hints.append(f"`apt-get install {_APT_PACKAGES[name]}`")
     if get_info(name).downloadable and download_error is None:
@@ -119,14 +131,17 @@ def download_to_cache(name: str) -> Path:
     info = get_info(name)
     target = cache_root() / name
     staging = target / "_torchvision"
+    _, raw_folder, arguments = _DOWNLOADS[name]
     try:
-        _torchvision_class(name)(root=str(staging), train=True, download=True)
-        raw = staging / _TORCHVISION_CLASSES[name] / "raw"
+        _torchvision_class(name)(root=str(staging), download=True, **arguments)
+        raw = staging / raw_folder
         files = dataset_files(raw, info)
         if files is None:
             raise RuntimeError(f"torchvision left no raw files in {raw}")
         for path in files.values():
-            path.replace(target / path.name)
+            destination = target / path.relative_to(raw)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            path.replace(destination)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
@@ -135,4 +150,4 @@ def download_to_cache(name: str) -> Path:
 def _torchvision_class(name: str) -> type:
     import torchvision.datasets
 
-    return getattr(torchvision.datasets, _TORCHVISION_CLASSES[name])
+    return getattr(torchvision.datasets, _DOWNLOADS[name][0])

@@ -27,7 +27,8 @@ def test_unknown_dataset_lists_choices() -> None:
     with pytest.raises(UserError) as info:
         get_info("cifar-11")
     assert str(info.value) == (
-        "unknown dataset 'cifar-11': choose one of fashion-mnist, mnist, synthetic"
+        "unknown dataset 'cifar-11': choose one of fashion-mnist, mnist, cifar10, cifar100, "
+        "stl10, imagefolder, synthetic"
     )
 
 
