@@ -19,6 +19,14 @@ from sslbench.errors import ConfigError
 _MODULES: dict[str, str] = {
     "simclr": "sslbench.methods.simclr",
     "byol": "sslbench.methods.byol",
+    "moco": "sslbench.methods.moco",
+    "mocov3": "sslbench.methods.mocov3",
+    "simsiam": "sslbench.methods.simsiam",
+    "directpred": "sslbench.methods.directpred",
+    "align_uniform": "sslbench.methods.align_uniform",
+    "barlow": "sslbench.methods.barlow",
+    "vicreg": "sslbench.methods.vicreg",
+    "swav": "sslbench.methods.swav",
 }
 
 

@@ -8,8 +8,8 @@ the online ones; the target receives no gradient (stop-gradient). Loss: eq. 2, s
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +17,13 @@ from torch import nn
 
 from sslbench.config import RunConfig, _f
 from sslbench.methods import MethodSpec
-from sslbench.models.ema import cosine_ema_decay, ema_update
+from sslbench.methods.common import (
+    add_momentum_target,
+    build_predictor,
+    momentum_update,
+    predictor_param_groups,
+    target_forward,
+)
 from sslbench.models.heads import MLP
 
 
@@ -27,6 +33,9 @@ class BYOLConfig:
     ema_decay: float = _f(0.99, lo=0.0, hi=1.0)  # τ_base (0.996 on ImageNet, 0.99 for CIFAR)
     ema_final: float = _f(1.0, lo=0.0, hi=1.0)  # τ at the last step (cosine schedule)
     predictor_hidden_dim: int = _f(512, lo=1)
+    # Collapse ablations: no predictor (Table 5b), the predictor's lr relative to the rest.
+    use_predictor: bool = True
+    predictor_lr_mult: float = _f(1.0, lo=0.0)
 
 
 def byol_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -46,24 +55,22 @@ class BYOL(nn.Module):
         self.backbone = backbone
         self.projector = MLP(backbone.out_dim, m.projector_hidden_dim, m.projector_dim,
                              m.projector_layers)
-        self.predictor = MLP(m.projector_dim, c.predictor_hidden_dim, m.projector_dim, 2)
-        self.target_backbone = copy.deepcopy(backbone).requires_grad_(False)
-        self.target_projector = copy.deepcopy(self.projector).requires_grad_(False)
+        self.predictor = build_predictor(c.use_predictor, m.projector_dim, c.predictor_hidden_dim)
+        add_momentum_target(self)
 
     def training_step(self, view1: torch.Tensor, view2: torch.Tensor
                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         views = torch.cat([view1, view2])
         p1, p2 = self.predictor(self.projector(self.backbone(views))).chunk(2)
-        with torch.no_grad():
-            t1, t2 = self.target_projector(self.target_backbone(views)).chunk(2)
+        t1, t2 = target_forward(self, views).chunk(2)
         # L^BYOL = L(q(z1), z'2) + L(q(z2), z'1): the symmetrised loss of §3.1.
         return byol_loss(p1, t2) + byol_loss(p2, t1), {}
 
     def on_train_step_end(self, step: int, total_steps: int) -> dict[str, float]:
-        tau = cosine_ema_decay(self.cfg.ema_decay, step, total_steps, self.cfg.ema_final)
-        ema_update(self.target_backbone, self.backbone, tau)
-        ema_update(self.target_projector, self.projector, tau)
-        return {"ema_decay": tau}
+        return momentum_update(self, self.cfg.ema_decay, self.cfg.ema_final, step, total_steps)
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        return predictor_param_groups(self, self.cfg.predictor_lr_mult)
 
 
 def build(cfg: RunConfig, backbone: nn.Module) -> BYOL:

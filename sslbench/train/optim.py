@@ -1,8 +1,10 @@
-"""Optimizers and the learning-rate schedule (linear warmup, then cosine decay)."""
+"""Optimizers (AdamW, SGD, LARS) and the learning-rate schedule (linear warmup, then cosine
+decay)."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -10,18 +12,84 @@ from torch import nn
 from sslbench.config import OptimizerConfig
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Biases and normalisation parameters (1-d tensors) get no weight decay, as is usual."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+def param_groups(model: nn.Module, weight_decay: float, lr: float) -> list[dict]:
+    """Optimizer groups: biases and normalisation parameters (1-d tensors) get no weight decay
+    and are excluded from LARS's adaptation (``lars_exclude``), as is usual.
+
+    A method may split its parameters into groups with their own learning rate by defining
+    ``param_groups() -> [{"params": [...], "lr_mult": float}, ...]`` (e.g. a predictor learning
+    rate multiplier); each group's lr is ``lr * lr_mult`` and the schedule scales all of them.
+    """
+    split = getattr(model, "param_groups", None)
+    method_groups = split() if callable(split) else [{"params": list(model.parameters())}]
+    groups = []
+    for group in method_groups:
+        params = [p for p in group["params"] if p.requires_grad]
+        group_lr = lr * group.get("lr_mult", 1.0)
+        decay = [p for p in params if p.ndim > 1]
+        no_decay = [p for p in params if p.ndim <= 1]
+        groups += [{"params": decay, "weight_decay": weight_decay, "lr": group_lr,
+                    "lars_exclude": False},
+                   {"params": no_decay, "weight_decay": 0.0, "lr": group_lr,
+                    "lars_exclude": True}]
+    return [g for g in groups if g["params"]]
+
+
+class LARS(torch.optim.Optimizer):
+    """LARS: You, Gitman, Ginsburg, "Large Batch Training of Convolutional Networks", 2017, Alg. 1.
+
+    For each parameter tensor w with gradient g (global lr γ, momentum m, weight decay β, trust
+    coefficient η):
+
+        λ = η ‖w‖ / (‖g‖ + β ‖w‖)        (the layer-wise local lr)
+        v ← m v + γ λ (g + β w)
+        w ← w − v
+
+    λ = 1 where ‖w‖ or the denominator is 0 (a zero-initialised layer would never move), as in
+    the SimCLR and BYOL implementations. Groups with ``lars_exclude`` (biases, norm parameters)
+    skip the adaptation: v ← m v + γ (g + β w); :func:`param_groups` gives them β = 0.
+    """
+
+    def __init__(self, params: Any, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
+                 eta: float = 1e-3) -> None:
+        defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eta": eta,
+                    "lars_exclude": False}
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            wd, eta = group["weight_decay"], group["eta"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                update = p.grad.add(p, alpha=wd)
+                if not group["lars_exclude"]:
+                    w_norm = torch.linalg.vector_norm(p)
+                    denom = torch.linalg.vector_norm(p.grad) + wd * w_norm
+                    usable = (w_norm > 0) & (denom > 0)
+                    trust = torch.where(usable, eta * w_norm / denom.clamp_min(1e-30),
+                                        torch.ones_like(w_norm))
+                    update.mul_(trust)
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p)
+                buf = state["momentum_buffer"]
+                buf.mul_(group["momentum"]).add_(update, alpha=group["lr"])
+                p.sub_(buf)
+        return loss
 
 
 def build_optimizer(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.weight_decay)
+    groups = param_groups(model, cfg.weight_decay, cfg.lr)
+    if cfg.name == "lars":
+        return LARS(groups, lr=cfg.lr, momentum=cfg.momentum, eta=cfg.eta)
+    for group in groups:
+        del group["lars_exclude"]
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
     return torch.optim.AdamW(groups, lr=cfg.lr)

@@ -1,0 +1,94 @@
+"""MoCo v3: Chen, Xie, He, "An Empirical Study of Training Self-Supervised Vision Transformers",
+ICCV 2021.
+
+No queue: the negatives of a query are the other keys of the same batch. The online network
+(backbone → projector → predictor) makes the queries, a momentum target (backbone → projector,
+τ cosine-scheduled to 1) the keys; the loss is the symmetrised contrastive loss of Algorithm 1,
+ctr(q₁, k₂) + ctr(q₂, k₁), where ctr is InfoNCE scaled by 2τ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from sslbench.config import RunConfig, _f
+from sslbench.methods import MethodSpec
+from sslbench.methods.common import (
+    add_momentum_target,
+    build_predictor,
+    info_nce,
+    momentum_update,
+    predictor_param_groups,
+    target_forward,
+)
+from sslbench.models.heads import MLP
+
+
+@dataclass
+class MoCoV3Config:
+    name: str = "mocov3"
+    temperature: float = _f(0.2, lo=0.0, lo_open=True)  # τ (0.2 for ViT and CIFAR, 1.0 for R50)
+    ema_decay: float = _f(0.99, lo=0.0, hi=1.0)  # m at step 0 (0.99 in the paper)
+    ema_final: float = _f(1.0, lo=0.0, hi=1.0)  # m at the last step (cosine schedule)
+    predictor_hidden_dim: int = _f(512, lo=1)  # 4096 in the paper
+    use_predictor: bool = True
+    predictor_lr_mult: float = _f(1.0, lo=0.0)
+
+
+def mocov3_loss(q1: torch.Tensor, q2: torch.Tensor, k1: torch.Tensor, k2: torch.Tensor,
+                temperature: float) -> torch.Tensor:
+    """MoCo v3, Algorithm 1: ctr(q₁, k₂) + ctr(q₂, k₁) with
+    ctr(q, k) = 2τ · mean_n −log( exp(q_n·k_n/τ) / Σ_m exp(q_n·k_m/τ) ) on l2-normalised vectors.
+
+    The 2τ factor makes the gradient scale independent of τ. Keys are detached (the momentum
+    encoder gets no gradient).
+    """
+    def ctr(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return 2 * temperature * info_nce(q, k.detach(), temperature)
+
+    return ctr(q1, k2) + ctr(q2, k1)
+
+
+class MoCoV3(nn.Module):
+    def __init__(self, cfg: RunConfig, backbone: nn.Module) -> None:
+        super().__init__()
+        m, c = cfg.model, cfg.method
+        self.cfg = c
+        self.backbone = backbone
+        # As in the reference code: the projector ends in BN without affine; the predictor not.
+        self.projector = MLP(backbone.out_dim, m.projector_hidden_dim, m.projector_dim,
+                             m.projector_layers, last_bn=True, last_bn_affine=False)
+        self.predictor = build_predictor(c.use_predictor, m.projector_dim, c.predictor_hidden_dim)
+        add_momentum_target(self)
+
+    def training_step(self, view1: torch.Tensor, view2: torch.Tensor
+                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        views = torch.cat([view1, view2])
+        q1, q2 = self.predictor(self.projector(self.backbone(views))).chunk(2)
+        k1, k2 = target_forward(self, views).chunk(2)
+        return mocov3_loss(q1, q2, k1, k2, self.cfg.temperature), {}
+
+    def on_train_step_end(self, step: int, total_steps: int) -> dict[str, float]:
+        return momentum_update(self, self.cfg.ema_decay, self.cfg.ema_final, step, total_steps)
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        return predictor_param_groups(self, self.cfg.predictor_lr_mult)
+
+
+def build(cfg: RunConfig, backbone: nn.Module) -> MoCoV3:
+    return MoCoV3(cfg, backbone)
+
+
+SPEC = MethodSpec(
+    name="mocov3",
+    paper="Chen, Xie, He, An Empirical Study of Training Self-Supervised Vision Transformers, "
+          "ICCV 2021",
+    family="contrastive",
+    config_cls=MoCoV3Config,
+    build=build,
+    defaults={},
+)

@@ -1,0 +1,78 @@
+"""SimSiam: Chen & He, "Exploring Simple Siamese Representation Learning", CVPR 2021.
+
+One network (backbone → projector f, predictor h) for both views, no negatives, no momentum
+target: each view's prediction p = h(f(x)) is pulled towards the other view's projection z, which
+is treated as a constant (stop-gradient). Without the stop-gradient the outputs collapse to a
+constant (§4.1, Fig. 2): set ``method.stop_gradient=false`` to see it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from sslbench.config import RunConfig, _f
+from sslbench.methods import MethodSpec
+from sslbench.methods.common import build_predictor, negative_cosine, predictor_param_groups
+from sslbench.models.heads import MLP
+
+
+@dataclass
+class SimSiamConfig:
+    name: str = "simsiam"
+    # The paper's predictor is a bottleneck, 2048 → 512 → 2048; here projector_dim (128) → 32.
+    predictor_hidden_dim: int = _f(32, lo=1)
+    stop_gradient: bool = True
+    projector_last_bn: bool = True  # BN on the projector's output, as in the paper
+    use_predictor: bool = True
+    predictor_lr_mult: float = _f(1.0, lo=0.0)
+
+
+def simsiam_loss(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor,
+                 stop_gradient: bool = True) -> torch.Tensor:
+    """SimSiam eq. 4: L = ½ D(p₁, stopgrad(z₂)) + ½ D(p₂, stopgrad(z₁)), with D the negative
+    cosine similarity of eq. 1. ``stop_gradient=False`` gives eq. 3 (which collapses)."""
+    if stop_gradient:
+        z1, z2 = z1.detach(), z2.detach()
+    return negative_cosine(p1, z2) / 2 + negative_cosine(p2, z1) / 2
+
+
+class SimSiam(nn.Module):
+    def __init__(self, cfg: RunConfig, backbone: nn.Module) -> None:
+        super().__init__()
+        m, c = cfg.model, cfg.method
+        self.cfg = c
+        self.backbone = backbone
+        self.projector = MLP(backbone.out_dim, m.projector_hidden_dim, m.projector_dim,
+                             m.projector_layers, last_bn=c.projector_last_bn)
+        self.predictor = build_predictor(c.use_predictor, m.projector_dim, c.predictor_hidden_dim)
+
+    def training_step(self, view1: torch.Tensor, view2: torch.Tensor
+                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        z = self.projector(self.backbone(torch.cat([view1, view2])))
+        p1, p2 = self.predictor(z).chunk(2)
+        z1, z2 = z.chunk(2)
+        return simsiam_loss(p1, p2, z1, z2, self.cfg.stop_gradient), {}
+
+    def on_train_step_end(self, step: int, total_steps: int) -> dict[str, float]:
+        return {}
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        return predictor_param_groups(self, self.cfg.predictor_lr_mult)
+
+
+def build(cfg: RunConfig, backbone: nn.Module) -> SimSiam:
+    return SimSiam(cfg, backbone)
+
+
+SPEC = MethodSpec(
+    name="simsiam",
+    paper="Chen & He, Exploring Simple Siamese Representation Learning, CVPR 2021",
+    family="distillation",
+    config_cls=SimSiamConfig,
+    build=build,
+    defaults={},
+)
