@@ -99,6 +99,84 @@ def show_run(
         console.print(body)
 
 
+@runs_app.command("compare")
+def compare_runs(
+    run_a: Annotated[int, typer.Argument(help="First run id.")],
+    run_b: Annotated[int, typer.Argument(help="Second run id.")],
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the diff as JSON.")] = False,
+) -> None:
+    """Config diff and metric diff of two runs (evaluation children's scores included)."""
+    from sslbench.report.table import protocol_of, score_of
+    from sslbench.store import Store
+
+    with Store.open(db, create=False) as store:
+        records = [store.get_run(run_a), store.get_run(run_b)]
+        kids = [store.children(run_a), store.children(run_b)]
+    flat = [flatten(r.config) for r in records]
+    config_diff = {k: [flat[0].get(k, _ABSENT), flat[1].get(k, _ABSENT)]
+                   for k in sorted(set(flat[0]) | set(flat[1]))
+                   if flat[0].get(k, _ABSENT) != flat[1].get(k, _ABSENT)}
+    metrics: list[dict[str, float]] = []
+    for record, children in zip(records, kids, strict=True):
+        values = {k: float(v) for k, v in record.summary.items()
+                  if isinstance(v, int | float) and not isinstance(v, bool)}
+        for child in children:
+            protocol = protocol_of(child.kind, child.config)
+            score = score_of(child.kind, child.summary)
+            if child.status == "COMPLETED" and protocol is not None and score is not None:
+                values[f"{protocol} top1"] = score
+        metrics.append(values)
+    metric_keys = sorted(set(metrics[0]) | set(metrics[1]))
+    if as_json:
+        typer.echo(json.dumps({
+            "runs": [run_a, run_b],
+            "config": {k: [None if v is _ABSENT else v for v in pair]
+                       for k, pair in config_diff.items()},
+            "metrics": {k: [metrics[0].get(k), metrics[1].get(k)] for k in metric_keys},
+        }, indent=2))
+        return
+    console = _console()
+    top = _table("", f"run {run_a}", f"run {run_b}")
+    for field_name in ("kind", "method", "dataset", "status", "seed"):
+        top.add_row(field_name, *(str(getattr(r, field_name)) for r in records))
+    console.print(top)
+    if config_diff:
+        table = _table("config key", f"run {run_a}", f"run {run_b}")
+        for key, (a, b) in config_diff.items():
+            table.add_row(key, _or_dash(None if a is _ABSENT else a),
+                          _or_dash(None if b is _ABSENT else b))
+        console.print(table)
+    else:
+        console.print("configs are identical")
+    table = _table("metric", f"run {run_a}", f"run {run_b}", "b − a",
+                   numeric=(f"run {run_a}", f"run {run_b}", "b − a"))
+    for key in metric_keys:
+        a, b = metrics[0].get(key), metrics[1].get(key)
+        delta = "-"
+        if a is not None and b is not None:
+            is_fraction = _FRACTION_KEY.search(key) and 0 <= a <= 1 and 0 <= b <= 1
+            delta = f"{100 * (b - a):+.2f} pt" if is_fraction else f"{b - a:+.4g}"
+        table.add_row(key, "-" if a is None else format_metric(key, a),
+                      "-" if b is None else format_metric(key, b), delta)
+    console.print(table)
+
+
+_ABSENT = object()
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}`` (lists stay values)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
 # -- formatting -------------------------------------------------------------------------------
 
 

@@ -325,6 +325,12 @@ class Store:
         with self._unit_of_work() as session:
             return [_record(run) for run in session.scalars(query)]
 
+    @contextmanager
+    def bulk_session(self) -> Iterator[Session]:
+        """A plain session for bulk queries and inserts (the report reads thousands of runs)."""
+        with self._sessions() as session:
+            yield session
+
     # -- helpers ------------------------------------------------------------------------------
 
     @contextmanager

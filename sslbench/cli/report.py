@@ -1,0 +1,88 @@
+"""`sslbench report`: the leaderboard of the run database, as a table, an export, or PNG plots.
+
+Only reads the database (a missing one is an error, never created). No torch.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sslbench.cli import app
+from sslbench.cli.runs import DbOption
+from sslbench.errors import UserError
+
+
+@app.command("report")
+def report_command(
+    db: DbOption = None,
+    dataset: Annotated[str | None, typer.Option(help="Only runs on this dataset.")] = None,
+    method: Annotated[str | None, typer.Option(
+        help="Only these methods (comma list, e.g. simclr,byol).")] = None,
+    backbone: Annotated[str | None, typer.Option(help="Only this backbone.")] = None,
+    sweep: Annotated[str | None, typer.Option(help="Only the trials of this sweep.")] = None,
+    status: Annotated[str, typer.Option(
+        help="Only pretrain runs with this status ('any' for all).")] = "completed",
+    since: Annotated[str | None, typer.Option(help="Runs created on/after YYYY-MM-DD.")] = None,
+    until: Annotated[str | None, typer.Option(help="Runs created before YYYY-MM-DD.")] = None,
+    protocol: Annotated[str | None, typer.Option(
+        help="Columns, e.g. linear,knn,semi:1,semi:10 (default: every protocol present).")] = None,
+    group_by: Annotated[list[str] | None, typer.Option(
+        "--group-by", help="Also group rows by this config key (repeatable), e.g. "
+        "method.ema_decay.")] = None,
+    sort: Annotated[str | None, typer.Option(
+        help="Sort by a protocol (mean, best first), method, dataset, runs, wall or img_per_s.",
+    )] = None,
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f", help="table, markdown, csv, json or html.")] = "table",
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write the export to this file instead of stdout.")] = None,
+    plots: Annotated[Path | None, typer.Option(
+        help="Also write PNG figures (curves, accuracy by method) into this folder.")] = None,
+) -> None:
+    """Leaderboard: a row per method (or group), best and mean ± std per evaluation protocol."""
+    from sslbench.report.export import FORMATS, render, to_rich
+    from sslbench.report.table import Filters, build_leaderboard, load_runs, parse_date
+    from sslbench.store import RUN_STATUSES, Store
+
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    wanted_status = None if status.lower() == "any" else status.upper()
+    if wanted_status is not None and wanted_status not in RUN_STATUSES:
+        raise UserError(f"--status {status!r}: choose one of "
+                        f"{', '.join(s.lower() for s in RUN_STATUSES)} or any")
+    protocols = [p.strip() for p in protocol.split(",") if p.strip()] if protocol else None
+    filters = Filters(
+        dataset=dataset,
+        method=tuple(m.strip() for m in method.split(",") if m.strip()) if method else None,
+        backbone=backbone, sweep=sweep, status=wanted_status,
+        since=parse_date(since, "--since") if since else None,
+        until=parse_date(until, "--until") if until else None,
+    )
+    with Store.open(db, create=False) as store:
+        runs = load_runs(store, filters)
+        board = build_leaderboard(runs, group_by=group_by or (), protocols=protocols, sort=sort)
+        if plots is not None:
+            from sslbench.report.plots import write_plots
+
+            written = write_plots(store, board, plots) if runs else {}
+            for name, series in written.items():
+                typer.echo(f"wrote {plots / name} ({series} series)", err=True)
+
+    if fmt == "table":
+        if not runs:
+            typer.echo("no runs match (see `sslbench runs list`)")
+            return
+        from rich.console import Console
+
+        Console(width=None if sys.stdout.isatty() else 250).print(to_rich(board))
+        return
+    text = render(board, fmt)
+    if output is not None:
+        output.write_text(text)
+        typer.echo(f"wrote {output}", err=True)
+    else:
+        typer.echo(text, nl=False)

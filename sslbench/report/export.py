@@ -1,0 +1,165 @@
+"""Leaderboard renderers: rich table (terminal), markdown, csv, json and self-contained html."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from typing import Any
+
+from sslbench.report.table import Group, Leaderboard
+
+FORMATS = ("table", "markdown", "csv", "json", "html")
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def cell(group: Group, protocol: str) -> str:
+    """``mean ± std (n)`` in percent, or the single value when there is one run."""
+    stat = group.stats.get(protocol)
+    if stat is None:
+        return "-"
+    if stat.std is None:
+        return _pct(stat.mean)
+    return f"{_pct(stat.mean)} ± {_pct(stat.std)} (n={stat.n})"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def display_rows(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
+    """Header and string cells shared by the table, markdown and html renderers."""
+    header = ["method", "dataset", *board.group_by, "runs", "seeds"]
+    for p in board.protocols:
+        header += [f"{p} best", f"{p} mean ± std"]
+    header += ["epochs", "batch", "backbone", "wall", "img/s", "collapsed"]
+    rows = []
+    for g in board.groups:
+        row = [str(g.key["method"]), str(g.key["dataset"]),
+               *[_fmt(g.key[k]) for k in board.group_by], str(len(g.runs)), str(g.seeds)]
+        for p in board.protocols:
+            stat = g.stats.get(p)
+            row += [_pct(stat.best) if stat else "-", cell(g, p)]
+        row += [
+            g.common(lambda r: r.config.get("train", {}).get("epochs")),
+            g.common(lambda r: r.config.get("train", {}).get("batch_size")),
+            g.common(lambda r: r.backbone),
+            _duration(g.wall_s),
+            "-" if g.img_per_s is None else f"{g.img_per_s:.0f}",
+            "yes" if g.collapsed else "no",
+        ]
+        rows.append(row)
+    return header, rows
+
+
+def records(board: Leaderboard) -> list[dict[str, Any]]:
+    """Machine-readable rows (fractions, not percent) for csv and json."""
+    out = []
+    for g in board.groups:
+        rec: dict[str, Any] = {"method": g.key["method"], "dataset": g.key["dataset"]}
+        rec.update({k: g.key[k] for k in board.group_by})
+        rec.update({"runs": len(g.runs), "seeds": g.seeds,
+                    "run_ids": [r.id for r in g.runs]})
+        for p in board.protocols:
+            stat = g.stats.get(p)
+            rec[f"{p}_best"] = stat.best if stat else None
+            rec[f"{p}_mean"] = stat.mean if stat else None
+            rec[f"{p}_std"] = stat.std if stat else None
+            rec[f"{p}_n"] = stat.n if stat else 0
+        rec.update({
+            "epochs": g.common(lambda r: r.config.get("train", {}).get("epochs")),
+            "batch_size": g.common(lambda r: r.config.get("train", {}).get("batch_size")),
+            "backbone": g.common(lambda r: r.backbone),
+            "wall_s": g.wall_s, "img_per_s": g.img_per_s, "collapsed_runs": g.collapsed,
+        })
+        out.append(rec)
+    return out
+
+
+def to_markdown(board: Leaderboard) -> str:
+    header, rows = display_rows(board)
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---" if i < _text_columns(board) else "---:"
+                            for i in range(len(header))) + "|"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(board: Leaderboard) -> str:
+    recs = records(board)
+    buf = io.StringIO()
+    if not recs:
+        return ""
+    writer = csv.DictWriter(buf, fieldnames=list(recs[0]), lineterminator="\n")
+    writer.writeheader()
+    for rec in recs:
+        writer.writerow({k: " ".join(map(str, v)) if isinstance(v, list) else
+                         ("" if v is None else v) for k, v in rec.items()})
+    return buf.getvalue()
+
+
+def to_json(board: Leaderboard) -> str:
+    return json.dumps({"protocols": board.protocols, "group_by": board.group_by,
+                       "rows": records(board)}, indent=2) + "\n"
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f3f3f3}
+td:first-child,th:first-child{text-align:left}caption{font-weight:bold;margin-bottom:.5em}"""
+
+
+def to_html(board: Leaderboard, title: str = "sslbench leaderboard") -> str:
+    header, rows = display_rows(board)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "\n".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                     for row in rows)
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
+            f"</title><style>{_CSS}</style></head><body>\n<table><caption>{html.escape(title)}"
+            f"</caption>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody></table>\n"
+            "<p>Accuracies are test top-1 in %: best run, and mean ± sample std over runs.</p>\n"
+            "</body></html>\n")
+
+
+def to_rich(board: Leaderboard) -> Any:
+    from rich.table import Table
+
+    header, rows = display_rows(board)
+    table = Table(title="leaderboard (test top-1 %)", header_style="bold")
+    for i, h in enumerate(header):
+        table.add_column(h, justify="left" if i < _text_columns(board) else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def render(board: Leaderboard, fmt: str) -> str:
+    if fmt == "markdown":
+        return to_markdown(board)
+    if fmt == "csv":
+        return to_csv(board)
+    if fmt == "json":
+        return to_json(board)
+    if fmt == "html":
+        return to_html(board)
+    raise ValueError(fmt)
+
+
+def _text_columns(board: Leaderboard) -> int:
+    """method, dataset and the group-by keys are left-aligned; numbers to the right."""
+    return 2 + len(board.group_by)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)

@@ -1,0 +1,133 @@
+"""PNG figures for a report: training curves per epoch and accuracy by method and protocol.
+
+matplotlib is imported lazily with the Agg backend (no display needed). Every function returns
+the number of series it drew, so tests can check a figure without looking at pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from sslbench.report.table import Leaderboard
+from sslbench.store import Store
+from sslbench.store.models import Metric
+
+# Curves drawn by `sslbench report --plots`: (file stem, metric keys tried in order, y label).
+CURVES = (
+    ("curve_loss", ("loss",), "training loss"),
+    ("curve_knn", ("knn_top1", "knn/top1"), "kNN top-1"),
+    ("curve_collapse", ("collapse_std_backbone", "collapse_std", "collapse/std"),
+     "per-channel std of l2-normalised output"),
+)
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def load_curves(store: Store, run_ids: Sequence[int], keys: Sequence[str]
+                ) -> dict[int, dict[str, list[tuple[int, float]]]]:
+    """``{run: {key: [(epoch, value), ...]}}`` for epoch-level metrics, in logging order."""
+    out: dict[int, dict[str, list[tuple[int, float]]]] = {}
+    if not run_ids:
+        return out
+    query = (select(Metric.run_id, Metric.key, Metric.epoch, Metric.value)
+             .where(Metric.run_id.in_(list(run_ids)), Metric.key.in_(list(keys)),
+                    Metric.epoch.is_not(None))
+             .order_by(Metric.id))
+    with store.bulk_session() as session:
+        for run_id, key, epoch, value in session.execute(query):
+            out.setdefault(run_id, {}).setdefault(key, []).append((epoch, value))
+    return out
+
+
+def plot_curves(path: Path, curves: dict[int, dict[str, list[tuple[int, float]]]],
+                labels: dict[int, str], keys: Sequence[str], ylabel: str) -> int:
+    """One line per run that logged one of ``keys``; nothing is written if none did."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    drawn = 0
+    for run_id, by_key in curves.items():
+        key = next((k for k in keys if k in by_key), None)
+        if key is None:
+            continue
+        points = sorted(by_key[key])
+        ax.plot([e for e, _ in points], [v for _, v in points], marker="o", markersize=3,
+                label=labels.get(run_id, f"run {run_id}"))
+        drawn += 1
+    if drawn:
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+        fig.tight_layout()
+        fig.savefig(path, format="png")
+    plt.close(fig)
+    return drawn
+
+
+def plot_accuracy_bars(path: Path, board: Leaderboard) -> int:
+    """Grouped bars: mean test top-1 (with std error bars) per leaderboard row and protocol."""
+    plt = _pyplot()
+    protocols = [p for p in board.protocols if any(p in g.stats for g in board.groups)]
+    if not protocols or not board.groups:
+        return 0
+    names = [" ".join(str(v) for k, v in g.key.items() if k != "dataset") for g in board.groups]
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.6 * len(names) * len(protocols)), 4.0), dpi=100)
+    width = 0.8 / len(protocols)
+    for i, p in enumerate(protocols):
+        xs, means, errs = [], [], []
+        for j, g in enumerate(board.groups):
+            stat = g.stats.get(p)
+            if stat is not None:
+                xs.append(j + (i - (len(protocols) - 1) / 2) * width)
+                means.append(100 * stat.mean)
+                errs.append(100 * (stat.std or 0.0))
+        ax.bar(xs, means, width, yerr=errs, capsize=2, label=p)
+    lows = [100 * s.mean for g in board.groups for s in g.stats.values()]
+    ax.set_ylim(max(0.0, min(lows) - 10), min(100.0, max(lows) + 5))
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("test top-1 (%)")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    return len(protocols)
+
+
+def write_plots(store: Store, board: Leaderboard, out_dir: Path,
+                max_runs: int = 12) -> dict[str, int]:
+    """All report figures into ``out_dir``: ``{file name: number of series}`` of those written.
+
+    Curves show the best run (first protocol) of each leaderboard row, at most ``max_runs``.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, int] = {}
+    first = board.protocols[0] if board.protocols else None
+    chosen = {}
+    for g in board.groups[:max_runs]:
+        best = max(g.runs, key=lambda r: r.scores.get(first, -1.0) if first else -r.id)
+        chosen[best.id] = f"{g.key['method']} #{best.id}"
+    keys = [k for _, ks, _ in CURVES for k in ks]
+    curves = load_curves(store, list(chosen), keys)
+    for stem, ks, ylabel in CURVES:
+        n = plot_curves(out_dir / f"{stem}.png", curves, chosen, ks, ylabel)
+        if n:
+            written[f"{stem}.png"] = n
+    n = plot_accuracy_bars(out_dir / "accuracy_by_method.png", board)
+    if n:
+        written["accuracy_by_method.png"] = n
+    return written

@@ -1,0 +1,315 @@
+"""Leaderboards from the run database: one row per method (or config group), a column per protocol.
+
+A *pretrain run* (kind ``pretrain`` or ``trial``) is scored by its evaluation children: each child
+is mapped to a protocol label (``linear``, ``knn``, ``semi:1``, ``semi:10``...) and its test top-1.
+When a pretrain run has several children of one protocol (re-evaluations), the newest completed one
+counts. Runs are grouped by dataset, method and any ``--group-by`` config keys; per protocol a group
+gets the best value, the mean and the sample standard deviation over its runs, and their count.
+
+No torch here, and one query for the whole table: the report of 10 000 runs renders in about a
+second (``sslbench bench report``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from sslbench.errors import UserError
+from sslbench.store import Store
+from sslbench.store.models import Run
+
+PRETRAIN_KINDS = ("pretrain", "trial")
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which pretrain runs enter the report (``None`` = any)."""
+
+    dataset: str | None = None
+    method: tuple[str, ...] | None = None
+    backbone: str | None = None
+    sweep: str | None = None
+    status: str | None = "COMPLETED"
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass
+class ReportRun:
+    """A pretrain run with the scores of its evaluations, as the report needs it."""
+
+    id: int
+    kind: str
+    method: str
+    dataset: str
+    backbone: str | None
+    status: str
+    seed: int
+    sweep_id: str | None
+    trial_number: int | None
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    created_at: datetime
+    duration_s: float | None
+    scores: dict[str, float] = field(default_factory=dict)  # protocol → test top-1 (fraction)
+    collapsed: bool = False
+
+
+@dataclass
+class Stat:
+    """Best, mean and sample std of one protocol's scores within a group."""
+
+    values: list[float]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def best(self) -> float:
+        return max(self.values)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation (n − 1); None for a single run."""
+        return statistics.stdev(self.values) if len(self.values) > 1 else None
+
+
+@dataclass
+class Group:
+    """One leaderboard row."""
+
+    key: dict[str, Any]  # dataset, method and the group-by values
+    runs: list[ReportRun]
+    stats: dict[str, Stat]
+
+    @property
+    def seeds(self) -> int:
+        return len({r.seed for r in self.runs})
+
+    def common(self, getter: Any) -> str:
+        """The distinct values of ``getter(run)`` in this group, joined ("256" or "256/512")."""
+        values = sorted({str(v) for v in (getter(r) for r in self.runs) if v is not None})
+        return "/".join(values) if values else "-"
+
+    def mean_of(self, values: Iterable[float | None]) -> float | None:
+        finite = [v for v in values if v is not None and math.isfinite(v)]
+        return statistics.fmean(finite) if finite else None
+
+    @property
+    def wall_s(self) -> float | None:
+        return self.mean_of(r.duration_s for r in self.runs)
+
+    @property
+    def img_per_s(self) -> float | None:
+        return self.mean_of(_as_float(r.summary.get("img_per_s")) for r in self.runs)
+
+    @property
+    def collapsed(self) -> int:
+        return sum(r.collapsed for r in self.runs)
+
+
+@dataclass
+class Leaderboard:
+    groups: list[Group]
+    protocols: list[str]
+    group_by: list[str]
+
+
+def config_value(config: dict[str, Any], dotted: str) -> Any:
+    """``config["a"]["b"]`` for ``"a.b"``; ``_MISSING`` when absent."""
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def protocol_of(kind: str, config: dict[str, Any]) -> str | None:
+    """The leaderboard column of an evaluation run, from its kind and config."""
+    if kind == "linear":
+        return "linear" if config.get("train_subset") in (None, "all") else None
+    if kind == "knn":
+        return "knn"
+    if kind == "semisup":
+        labels = config.get("labels_pct", config.get("labels"))
+        if isinstance(labels, int | float):
+            return f"semi:{labels:g}"
+        if isinstance(labels, str):
+            return f"semi:{labels.rstrip('%')}"
+        return "semi"
+    return None
+
+
+def score_of(kind: str, summary: dict[str, Any]) -> float | None:
+    """The test top-1 an evaluation run reports (as a fraction)."""
+    for key in (f"{kind}_top1", "top1", "test_top1"):
+        value = _as_float(summary.get(key))
+        if value is not None:
+            return value
+    for key, raw in summary.items():
+        value = _as_float(raw)
+        if key.endswith("top1") and "train" not in key and value is not None:
+            return value
+    return None
+
+
+def protocol_order(protocols: Iterable[str]) -> list[str]:
+    """linear, knn, then semi:p by increasing p, then the rest alphabetically."""
+
+    def key(p: str) -> tuple[int, float, str]:
+        if p == "linear":
+            return (0, 0.0, p)
+        if p == "knn":
+            return (1, 0.0, p)
+        if p.startswith("semi:"):
+            try:
+                return (2, float(p[5:]), p)
+            except ValueError:
+                return (2, math.inf, p)
+        return (3, 0.0, p)
+
+    return sorted(set(protocols), key=key)
+
+
+def load_runs(store: Store, filters: Filters) -> list[ReportRun]:
+    """The pretrain runs passing ``filters`` with their evaluation scores (two queries)."""
+    cols = (Run.id, Run.kind, Run.parent_id, Run.method, Run.dataset, Run.backbone, Run.status,
+            Run.seed, Run.sweep_id, Run.trial_number, Run.config_json, Run.summary_json,
+            Run.created_at, Run.started_at, Run.ended_at)
+    query = select(*cols).where(Run.kind.in_(PRETRAIN_KINDS))
+    if filters.dataset is not None:
+        query = query.where(Run.dataset == filters.dataset)
+    if filters.method:
+        query = query.where(Run.method.in_(filters.method))
+    if filters.backbone is not None:
+        query = query.where(Run.backbone == filters.backbone)
+    if filters.sweep is not None:
+        query = query.where(Run.sweep_id == filters.sweep)
+    if filters.status is not None:
+        query = query.where(Run.status == filters.status)
+    if filters.since is not None:
+        query = query.where(Run.created_at >= filters.since)
+    if filters.until is not None:
+        query = query.where(Run.created_at < filters.until)
+
+    runs: dict[int, ReportRun] = {}
+    with store.bulk_session() as session:
+        for row in session.execute(query.order_by(Run.id)):
+            summary = json.loads(row.summary_json) if row.summary_json else {}
+            duration = ((row.ended_at - row.started_at).total_seconds()
+                        if row.started_at is not None and row.ended_at is not None else None)
+            runs[row.id] = ReportRun(
+                id=row.id, kind=row.kind, method=row.method, dataset=row.dataset,
+                backbone=row.backbone, status=row.status, seed=row.seed, sweep_id=row.sweep_id,
+                trial_number=row.trial_number, config=json.loads(row.config_json),
+                summary=summary, created_at=row.created_at, duration_s=duration,
+                collapsed=bool(summary.get("collapsed")),
+            )
+        if not runs:
+            return []
+        children = select(Run.parent_id, Run.kind, Run.config_json, Run.summary_json).where(
+            Run.parent_id.is_not(None), Run.status == "COMPLETED",
+            Run.kind.not_in(PRETRAIN_KINDS),
+        ).order_by(Run.id)
+        for row in session.execute(children):
+            parent = runs.get(row.parent_id)
+            if parent is None:
+                continue
+            summary = json.loads(row.summary_json) if row.summary_json else {}
+            if summary.get("collapsed"):
+                parent.collapsed = True
+            protocol = protocol_of(row.kind, json.loads(row.config_json))
+            score = score_of(row.kind, summary)
+            if protocol is not None and score is not None:
+                parent.scores[protocol] = score  # ordered by id: the newest one wins
+    return list(runs.values())
+
+
+def build_leaderboard(runs: Sequence[ReportRun], *, group_by: Sequence[str] = (),
+                      protocols: Sequence[str] | None = None,
+                      sort: str | None = None) -> Leaderboard:
+    """Group ``runs`` and compute per-protocol statistics; sorted by ``sort`` (a protocol's mean,
+    descending, by default the first protocol)."""
+    for key in group_by:
+        if not any(config_value(r.config, key) is not _MISSING for r in runs) and runs:
+            raise UserError(f"--group-by {key}: no run has that config key; use a dotted key as "
+                            "in `sslbench runs show ID` (e.g. method.ema_decay)")
+    present = protocol_order(p for r in runs for p in r.scores)
+    chosen = list(protocols) if protocols else present
+
+    buckets: dict[tuple[Any, ...], list[ReportRun]] = {}
+    for run in runs:
+        values = tuple(_hashable(config_value(run.config, k)) for k in group_by)
+        buckets.setdefault((run.dataset, run.method, *values), []).append(run)
+
+    groups = []
+    for key, members in buckets.items():
+        stats = {}
+        for p in chosen:
+            values = [r.scores[p] for r in members if p in r.scores]
+            if values:
+                stats[p] = Stat(values)
+        named = {"dataset": key[0], "method": key[1]}
+        named.update({k: (None if v is _MISSING else v) for k, v in zip(group_by, key[2:],
+                                                                           strict=True)})
+        groups.append(Group(named, members, stats))
+
+    groups.sort(key=_sort_key(sort or (chosen[0] if chosen else "method"), chosen, group_by))
+    return Leaderboard(groups, chosen, list(group_by))
+
+
+SORT_COLUMNS = ("method", "dataset", "runs", "wall", "img_per_s")
+
+
+def _sort_key(column: str, protocols: Sequence[str], group_by: Sequence[str]) -> Any:
+    if column in protocols:
+        # Highest mean first; groups without that protocol last.
+        return lambda g: (column not in g.stats, -(g.stats[column].mean if column in g.stats
+                                                   else 0.0), g.key["method"])
+    if column in ("method", "dataset"):
+        return lambda g: (str(g.key[column]), g.key["method"])
+    if column in group_by:
+        return lambda g: (str(g.key[column]), g.key["method"])
+    if column == "runs":
+        return lambda g: (-len(g.runs), g.key["method"])
+    if column == "wall":
+        return lambda g: (g.wall_s is None, g.wall_s or 0.0)
+    if column == "img_per_s":
+        return lambda g: (g.img_per_s is None, -(g.img_per_s or 0.0))
+    known = ", ".join([*protocols, *SORT_COLUMNS, *group_by])
+    raise UserError(f"--sort {column}: not a column of this report; choose one of {known}")
+
+
+def parse_date(text: str, flag: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: not a date; use YYYY-MM-DD or an ISO time") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, list | dict):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
