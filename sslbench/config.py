@@ -20,13 +20,14 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sslbench.errors import ConfigError
+from sslbench.errors import ConfigError, UserError
 
 
 def _range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
@@ -44,29 +45,71 @@ class DataConfig:
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
     download: bool = True
+    # imagefolder only: a file naming the class folders to use, one per line (None: all of them),
+    # and the side the images are resized to (centre crop of the shorter side; None: 96)
+    class_list: str | None = None
+    image_size: int | None = _f(None, lo=8)
 
 
 @dataclass
-class AugmentConfig:
-    """Per-sample augmentation applied to whole batches (see ``sslbench.data.augment``)."""
+class ViewAugmentConfig:
+    """The augmentation of one view, applied per sample to whole batches (see
+    ``sslbench.data.augment``). Saturation, hue and grayscale act on RGB data only."""
 
     crop_min_scale: float = _f(0.25, lo=0.0, hi=1.0, lo_open=True)
     crop_max_scale: float = _f(1.0, lo=0.0, hi=1.0, lo_open=True)
     crop_min_ratio: float = _f(0.75, lo=0.0, lo_open=True)
     crop_max_ratio: float = _f(4 / 3, lo=0.0, lo_open=True)
     hflip_prob: float = _f(0.5, lo=0.0, hi=1.0)
-    jitter_prob: float = _f(0.8, lo=0.0, hi=1.0)
+    rotation_prob: float = _f(0.0, lo=0.0, hi=1.0)
+    rotation_degrees: float = _f(30.0, lo=0.0, hi=180.0)  # angle uniform in ±degrees
+    jitter_prob: float = _f(0.8, lo=0.0, hi=1.0)  # brightness, contrast, saturation, hue together
     brightness: float = _f(0.4, lo=0.0, hi=1.0)
     contrast: float = _f(0.4, lo=0.0, hi=1.0)
+    saturation: float = _f(0.0, lo=0.0, hi=1.0)
+    hue: float = _f(0.0, lo=0.0, hi=0.5)  # fraction of a full turn of the hue circle
+    grayscale_prob: float = _f(0.0, lo=0.0, hi=1.0)
     blur_prob: float = _f(0.0, lo=0.0, hi=1.0)
     blur_sigma_min: float = _f(0.1, lo=0.0, lo_open=True)
     blur_sigma_max: float = _f(2.0, lo=0.0, lo_open=True)
+    solarize_prob: float = _f(0.0, lo=0.0, hi=1.0)  # pixels ≥ 0.5 become 1 - pixel
+
+
+# Every ViewAugmentConfig key as ``T | None`` with the same range; None keeps ``augment.KEY``.
+ViewOverrides = dataclasses.make_dataclass(
+    "ViewOverrides",
+    [(f.name, typing.get_type_hints(ViewAugmentConfig)[f.name] | None,
+      field(default=None, metadata=f.metadata)) for f in dataclasses.fields(ViewAugmentConfig)],
+    namespace={"__doc__": "Per-view overrides of the shared ``augment.*`` keys (None: shared).",
+               "__module__": __name__},
+)
+
+
+@dataclass
+class AugmentConfig(ViewAugmentConfig):
+    """``augment.KEY`` sets both views; ``augment.view1.KEY`` / ``augment.view2.KEY`` override it
+    for one view, e.g. BYOL's asymmetric recipe (Grill et al. 2020, table 6)::
+
+        augment.view1.blur_prob=1.0 augment.view2.blur_prob=0.1 augment.view2.solarize_prob=0.2
+    """
+
+    view1: ViewOverrides = field(default_factory=ViewOverrides)  # type: ignore[valid-type]
+    view2: ViewOverrides = field(default_factory=ViewOverrides)  # type: ignore[valid-type]
+
+    def view(self, index: int) -> ViewAugmentConfig:
+        """The settings of view ``index`` (1 or 2): the shared keys with that view's overrides."""
+        overrides = {"1": self.view1, "2": self.view2}[str(index)]
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(ViewAugmentConfig)}
+        own = {k: v for k, v in dataclasses.asdict(overrides).items() if v is not None}
+        return ViewAugmentConfig(**{**shared, **own})
 
 
 @dataclass
 class ModelConfig:
-    backbone: Literal["convnet", "resnet18"] = "convnet"
-    width: int = _f(64, lo=1)  # base channel count (ConvNet) or width of the first stage (ResNet)
+    backbone: Literal["convnet", "resnet18", "resnet50"] = "convnet"
+    # base channel count (ConvNet) or width of the first stage (ResNet: 64 × the width multiplier)
+    width: int = _f(64, lo=1)
+    stem: Literal["cifar", "imagenet"] = "cifar"  # ResNet: 3×3 conv for small images, or 7×7/2
     projector_hidden_dim: int = _f(512, lo=1)
     projector_dim: int = _f(128, lo=1)
     projector_layers: int = _f(2, lo=1)
@@ -74,10 +117,11 @@ class ModelConfig:
 
 @dataclass
 class OptimizerConfig:
-    name: Literal["adamw", "sgd"] = "adamw"
+    name: Literal["adamw", "sgd", "lars"] = "adamw"
     lr: float = _f(2e-3, lo=0.0, lo_open=True)
     weight_decay: float = _f(1e-4, lo=0.0)
     momentum: float = _f(0.9, lo=0.0, hi=1.0, hi_open=True)
+    eta: float = _f(1e-3, lo=0.0, lo_open=True)  # LARS trust coefficient η (You et al. 2017)
     warmup_epochs: float = _f(1.0, lo=0.0)
     min_lr_ratio: float = _f(0.0, lo=0.0, hi=1.0)  # cosine decays to lr * min_lr_ratio
     grad_clip: float = _f(0.0, lo=0.0)  # max global grad norm; 0 disables clipping
@@ -103,15 +147,56 @@ class LinearEvalConfig:
     lr: float = _f(1e-2, lo=0.0, lo_open=True)
     weight_decay: float = _f(1e-5, lo=0.0)
     batch_size: int = _f(1024, lo=1)
+    batchnorm: bool = False  # a BatchNorm1d (no affine) in front of the layer
+    augment: bool = False  # features of augmented train images, recomputed every step
+    layer: str = "backbone"  # backbone, stageN or projector (see sslbench.eval.layers)
+
+
+@dataclass
+class KnnConfig:
+    """Weighted kNN on l2-normalised features (Wu et al. 2018): k neighbours, temperature T."""
+
+    k: int = _f(200, lo=1)
+    temperature: float = _f(0.1, lo=0.0, lo_open=True)
+    layer: str = "backbone"
+    monitor_every: int = _f(1, lo=0)  # epochs between online kNN during pretraining; 0: off
+    monitor_train_size: int = _f(10000, lo=1)  # train images used by the online monitor
+
+
+@dataclass
+class SemiSupervisedConfig:
+    """Fine-tuning of the whole encoder + a linear head on a class-balanced label subset."""
+
+    steps: int = _f(500, lo=1)  # optimizer steps, the same for every subset size
+    batch_size: int = _f(128, lo=1)
+    lr: float = _f(1e-3, lo=0.0, lo_open=True)
+    weight_decay: float = _f(1e-4, lo=0.0)
+    augment: bool = True  # random resized crop + flip
+    split_seed: int = _f(0, lo=0)  # fixes the subsets (with the dataset and the label spec)
+
+
+@dataclass
+class DiagnosticsConfig:
+    """Per-epoch collapse/rank/alignment/uniformity/InfoNCE on a fixed held-out batch."""
+
+    enabled: bool = True
+    batch_size: int = _f(512, lo=2)  # K of the InfoNCE estimate; log K is its ceiling
+    temperature: float = _f(0.1, lo=0.0, lo_open=True)  # of the InfoNCE critic
+    collapse_ratio: float = _f(0.1, lo=0.0)  # collapsed when std < collapse_ratio / sqrt(d)
+    stop_on_collapse: bool = False
 
 
 @dataclass
 class EvalConfig:
     protocols: list[str] = field(default_factory=lambda: ["linear"])
     linear: LinearEvalConfig = field(default_factory=LinearEvalConfig)
+    knn: KnnConfig = field(default_factory=KnnConfig)
+    semi: SemiSupervisedConfig = field(default_factory=SemiSupervisedConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
 
 
-EVAL_PROTOCOLS = ("linear",)
+EVAL_PROTOCOLS = ("linear", "knn", "semi:SPEC")  # SPEC: 1 (%), 10%, 0.05 or 10/class
+LAYER_PATTERN = re.compile(r"^(backbone|projector|stage[1-9][0-9]*)$")
 
 
 @dataclass
@@ -136,12 +221,35 @@ class RunConfig:
 
 
 # A tiny, fast setup for the synthetic dataset (tests, smoke runs).
+# SimCLR's colour recipe (Chen et al. 2020, appendix A): jitter 0.4/0.4/0.4/0.1 with p = 0.8,
+# grayscale p = 0.2, crops from 8 % of the image; blur only for images of 96 px and more.
+_RGB_AUGMENT: dict[str, Any] = {
+    "augment.crop_min_scale": 0.08,
+    "augment.saturation": 0.4,
+    "augment.hue": 0.1,
+    "augment.grayscale_prob": 0.2,
+}
+_RGB_96PX: dict[str, Any] = {
+    **_RGB_AUGMENT,
+    "augment.blur_prob": 0.5,
+    "model.backbone": "resnet18",
+    "model.stem": "imagenet",
+}
+
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     # Sized for the CPU: SimCLR reaches ~86 % linear top-1 in ~4 minutes on 2 cores.
     "fashion-mnist": {
         "model.width": 32,
         "train.epochs": 3,
     },
+    "mnist": {
+        "model.width": 32,
+        "train.epochs": 3,
+    },
+    "cifar10": {**_RGB_AUGMENT, "model.backbone": "resnet18"},
+    "cifar100": {**_RGB_AUGMENT, "model.backbone": "resnet18"},
+    "stl10": _RGB_96PX,
+    "imagefolder": _RGB_96PX,
     "synthetic": {
         "model.width": 16,
         "model.projector_hidden_dim": 64,
@@ -369,24 +477,51 @@ def _validate(node: Any, prefix: str) -> None:
             raise ConfigError(f"{key}={value} is out of range: must be in {interval}")
 
 
+def _check_augment_ranges(aug: AugmentConfig) -> None:
+    """Each view's lower bounds must not exceed its upper bounds (shared keys or overrides)."""
+    for index in (1, 2):
+        view, overrides = aug.view(index), getattr(aug, f"view{index}")
+        for low, high in (("crop_min_scale", "crop_max_scale"), ("crop_min_ratio",
+                          "crop_max_ratio"), ("blur_sigma_min", "blur_sigma_max")):
+            if getattr(view, low) > getattr(view, high):
+                lo_key, hi_key = (f"augment.view{index}.{name}" if getattr(overrides, name)
+                                  is not None else f"augment.{name}" for name in (low, high))
+                raise ConfigError(f"{lo_key}={getattr(view, low)} is larger than "
+                                  f"{hi_key}={getattr(view, high)}")
+
+
 def _cross_checks(cfg: RunConfig) -> None:
-    aug = cfg.augment
-    if aug.crop_min_scale > aug.crop_max_scale:
-        raise ConfigError(f"augment.crop_min_scale={aug.crop_min_scale} is larger than "
-                          f"augment.crop_max_scale={aug.crop_max_scale}")
-    if aug.crop_min_ratio > aug.crop_max_ratio:
-        raise ConfigError(f"augment.crop_min_ratio={aug.crop_min_ratio} is larger than "
-                          f"augment.crop_max_ratio={aug.crop_max_ratio}")
-    if aug.blur_sigma_min > aug.blur_sigma_max:
-        raise ConfigError(f"augment.blur_sigma_min={aug.blur_sigma_min} is larger than "
-                          f"augment.blur_sigma_max={aug.blur_sigma_max}")
+    _check_augment_ranges(cfg.augment)
+    if cfg.data.image_size is not None and cfg.data.dataset != "imagefolder":
+        raise ConfigError(f"data.image_size={cfg.data.image_size} applies to the imagefolder "
+                          f"dataset only; {cfg.data.dataset} images keep their own size")
     for protocol in cfg.eval.protocols:
-        if protocol not in EVAL_PROTOCOLS:
-            raise ConfigError(f"unknown evaluation protocol {protocol!r}: choose from "
-                              f"{', '.join(EVAL_PROTOCOLS)}")
+        check_protocol(protocol)
+    for key, layer in (("eval.linear.layer", cfg.eval.linear.layer),
+                       ("eval.knn.layer", cfg.eval.knn.layer)):
+        if not LAYER_PATTERN.match(layer):
+            raise ConfigError(f"{key}={layer!r}: unknown layer; choose backbone, projector or "
+                              "stageN (N = 1 for the first stage of the backbone)")
     validate_method = getattr(cfg.method, "validate", None)
     if validate_method is not None:
         validate_method()
+
+
+def check_protocol(protocol: str) -> None:
+    """``linear``, ``knn`` or ``semi:SPEC`` with a valid label SPEC; a ConfigError otherwise."""
+    from sslbench.eval.subsets import parse_semi_spec
+
+    name, sep, spec = protocol.partition(":")
+    if name in ("linear", "knn") and not sep:
+        return
+    if name == "semi" and sep:
+        try:
+            parse_semi_spec(spec)
+        except UserError as exc:
+            raise ConfigError(f"evaluation protocol {protocol!r}: {exc}") from None
+        return
+    raise ConfigError(f"unknown evaluation protocol {protocol!r}: choose from "
+                      f"{', '.join(EVAL_PROTOCOLS)}")
 
 
 def validate_section(node: Any, prefix: str) -> None:

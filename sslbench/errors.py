@@ -15,3 +15,7 @@ class RunFailure(Exception):
     """A run that started and then failed (non-finite loss, out of memory...): exit code 1."""
 
     exit_code = 1
+
+
+class RunPruned(Exception):
+    """A sweep trial stopped early by the pruner: its run ends PRUNED (not a failure)."""

@@ -15,17 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from sslbench.config import RunConfig, config_from_dict
+from sslbench.config import RunConfig
 from sslbench.data import ImageDataset, load_dataset
-from sslbench.errors import RunFailure, UserError
-from sslbench.eval.features import extract_features
-from sslbench.eval.linear import linear_probe
+from sslbench.errors import RunFailure, RunPruned, UserError
 from sslbench.methods import build_method
 from sslbench.store import Store
 from sslbench.train.device import resolve_device, seed_everything
-from sslbench.train.loop import load_checkpoint, pretrain
+from sslbench.train.loop import pretrain
 
 Echo = Callable[[str], None]
 
@@ -57,6 +54,9 @@ def recording(store: Store, run_id: int) -> Iterator[None]:
     except KeyboardInterrupt:
         store.finish_run(run_id, "KILLED", failure_reason="interrupted (Ctrl-C)")
         raise
+    except RunPruned as exc:
+        store.finish_run(run_id, "PRUNED", failure_reason=str(exc))
+        raise
     except torch.cuda.OutOfMemoryError as exc:
         reason = f"out of GPU memory: {str(exc).splitlines()[0]}"
         store.finish_run(run_id, "FAILED", failure_reason=reason)
@@ -71,39 +71,70 @@ def recording(store: Store, run_id: int) -> Iterator[None]:
         store.finish_run(run_id, "COMPLETED")
 
 
+@dataclasses.dataclass(frozen=True)
+class RunHooks:
+    """How a caller (a sweep) takes part in a run: the row it becomes and per-epoch callbacks.
+
+    ``on_epoch`` sees each epoch's metrics after they are stored and may raise
+    :class:`~sslbench.errors.RunPruned` to stop the run (it then ends PRUNED).
+    """
+
+    kind: str = "pretrain"
+    sweep_id: str | None = None
+    trial_number: int | None = None
+    on_start: Callable[[int], None] | None = None
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None
+
+
 def run_pretrain(cfg: RunConfig, db: str | None, *, echo: Echo = print,
-                 show_progress: bool = True) -> int:
+                 show_progress: bool = True, hooks: RunHooks | None = None) -> int:
     """Pretrain ``cfg.method`` and run ``cfg.eval.protocols`` on it; returns the run id."""
     device = resolve_device(cfg.train.gpus)
     dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir, download=cfg.data.download,
-                           seed=cfg.train.seed)
-    n_train = dataset.train_images.shape[0]
+                           seed=cfg.train.seed, class_list=cfg.data.class_list,
+                           image_size=cfg.data.image_size)
+    n_train = dataset.pretrain_images.shape[0]
     if cfg.train.batch_size > n_train:
         raise UserError(f"train.batch_size={cfg.train.batch_size} is larger than the {n_train} "
                         f"training images of {cfg.data.dataset}; use a smaller --batch-size")
+    from sslbench.evaluation import check_protocol_inputs
+
+    check_protocol_inputs(cfg, dataset, build_method(cfg, dataset.info.channels))
     out_root = _check_output_dir(cfg.train.output_dir)
     with Store.open(db, create=True) as store:
-        return _pretrain_and_evaluate(store, cfg, dataset, device, out_root, echo, show_progress)
+        return _pretrain_and_evaluate(store, cfg, dataset, device, out_root, echo, show_progress,
+                                      hooks or RunHooks())
 
 
 def _pretrain_and_evaluate(store: Store, cfg: RunConfig, dataset: ImageDataset,
                            device: torch.device, out_root: Path, echo: Echo,
-                           show_progress: bool) -> int:
+                           show_progress: bool, hooks: RunHooks) -> int:
     run_id = store.create_run(
-        kind="pretrain", method=cfg.method_name, dataset=cfg.data.dataset, config=cfg.to_dict(),
+        kind=hooks.kind, method=cfg.method_name, dataset=cfg.data.dataset, config=cfg.to_dict(),
         seed=cfg.train.seed, backbone=cfg.model.backbone, device=_device_name(device),
+        sweep_id=hooks.sweep_id, trial_number=hooks.trial_number,
     )
+    if hooks.on_start is not None:
+        hooks.on_start(run_id)
     echo(f"run {run_id}: pretrain {cfg.method_name} on {cfg.data.dataset} "
-         f"({dataset.train_images.shape[0]} images from {dataset.source}) on {device}, "
+         f"({dataset.pretrain_images.shape[0]} images from {dataset.source}) on {device}, "
          f"{cfg.train.epochs} epochs, batch {cfg.train.batch_size}")
+    from sslbench.evaluation import EpochMonitor, run_protocols
+
     with recording(store, run_id):
         seed_everything(cfg.train.seed)
         method = build_method(cfg, dataset.info.channels)
         run_dir = out_root / str(run_id)
         run_dir.mkdir(parents=True, exist_ok=True)
+        monitor = EpochMonitor(store, run_id, cfg, dataset, method, device, echo)
 
         def log_epoch(epoch: int, step: int, metrics: dict[str, float]) -> None:
-            store.log_metrics(run_id, metrics, step=step, epoch=epoch)
+            try:
+                metrics = {**metrics, **monitor(epoch)}
+            finally:  # a collapse that stops the run still records its epoch
+                store.log_metrics(run_id, metrics, step=step, epoch=epoch)
+            if hooks.on_epoch is not None:
+                hooks.on_epoch(epoch, metrics)
 
         result = pretrain(cfg, dataset, method, device, run_dir, log_epoch, show_progress)
         store.add_artifact(run_id, "checkpoint", result.checkpoint)
@@ -112,67 +143,16 @@ def _pretrain_and_evaluate(store: Store, cfg: RunConfig, dataset: ImageDataset,
     echo(f"run {run_id}: done in {result.seconds:.0f}s, final loss {result.final_loss:.4f}, "
          f"{result.images_per_s:.0f} img/s")
 
-    for protocol in cfg.eval.protocols:
-        if protocol == "linear":
-            evaluate_linear(store, run_id, cfg, dataset, method.backbone, device, echo=echo)
+    run_protocols(store, run_id, cfg, dataset, method, device, echo)
     return run_id
-
-
-def evaluate_linear(store: Store, parent_id: int, cfg: RunConfig, dataset: ImageDataset,
-                    encoder: nn.Module, device: torch.device, *, echo: Echo = print) -> int:
-    """Linear probe of ``encoder``, recorded as a child run of ``parent_id``; returns its id."""
-    child_config: dict[str, Any] = {
-        "protocol": "linear", "layer": "backbone", "parent_run": parent_id,
-        "parent_config_hash": cfg.config_hash(), "linear": dataclasses.asdict(cfg.eval.linear),
-        "data": dataclasses.asdict(cfg.data), "seed": cfg.train.seed,
-    }
-    child_id = store.create_run(
-        kind="linear", method=cfg.method_name, dataset=cfg.data.dataset, config=child_config,
-        seed=cfg.train.seed, backbone=cfg.model.backbone, parent_id=parent_id,
-        device=_device_name(device),
-    )
-    with recording(store, child_id):
-        info = dataset.info
-        train_x = extract_features(encoder, dataset.train_images, info.mean, info.std, device)
-        test_x = extract_features(encoder, dataset.test_images, info.mean, info.std, device)
-        result = linear_probe(train_x, dataset.train_labels, test_x, dataset.test_labels,
-                              info.num_classes, cfg.eval.linear, seed=cfg.train.seed,
-                              device=device)
-        summary = {f"linear_{k}": v for k, v in result.items()}
-        store.log_metrics(child_id, summary, epoch=cfg.eval.linear.epochs)
-        store.update_summary(child_id, **summary)
-    top5 = f", top-5 {100 * result['top5']:.2f} %" if "top5" in result else ""
-    echo(f"run {child_id}: linear probe of run {parent_id} on {cfg.data.dataset} test: "
-         f"top-1 {100 * result['top1']:.2f} %{top5}")
-    return child_id
 
 
 def run_linear_eval(run_id: int, db: str | None, *, linear: dict[str, Any],
                     data_dir: str | None = None, gpus: int | None = None,
                     echo: Echo = print) -> int:
-    """Re-evaluate the encoder of a finished pretrain run from its checkpoint."""
-    with Store.open(db, create=False) as store:
-        return _linear_eval(store, run_id, linear, data_dir, gpus, echo)
+    """Re-evaluate the encoder of a finished pretrain run from its checkpoint (linear probe)."""
+    from sslbench.evaluation import evaluate_run
 
-
-def _linear_eval(store: Store, run_id: int, linear: dict[str, Any], data_dir: str | None,
-                 gpus: int | None, echo: Echo) -> int:
-    run = store.get_run(run_id)
-    if run.kind != "pretrain":
-        raise UserError(f"run {run_id} is a {run.kind} run; linear-eval takes a pretrain run id "
-                        "(see `sslbench runs list --kind pretrain`)")
-    checkpoints = [a for a in run.artifacts if a.name == "checkpoint"]
-    if run.status != "COMPLETED" or not checkpoints:
-        raise UserError(f"run {run_id} is {run.status} and has no final checkpoint to evaluate")
-    stored = dict(run.config)
-    stored["eval"] = {**stored.get("eval", {}), "linear": {**stored["eval"]["linear"], **linear}}
-    if data_dir is not None:
-        stored["data"] = {**stored["data"], "data_dir": data_dir}
-    cfg = config_from_dict(stored)
-    device = resolve_device(gpus if gpus is not None else cfg.train.gpus)
-    dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir, download=cfg.data.download,
-                           seed=cfg.train.seed)
-    state = load_checkpoint(checkpoints[-1].path)
-    method = build_method(cfg, dataset.info.channels)
-    method.load_state_dict(state["method"])
-    return evaluate_linear(store, run_id, cfg, dataset, method.backbone, device, echo=echo)
+    overrides = {f"eval.linear.{key}": value for key, value in linear.items()}
+    return evaluate_run(run_id, db, "linear", overrides=overrides, data_dir=data_dir, gpus=gpus,
+                        echo=echo)

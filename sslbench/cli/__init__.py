@@ -24,7 +24,16 @@ app = typer.Typer(
 
 def _register() -> None:
     # Each module adds its commands to `app`; imported here so the order of --help is stable.
-    from sslbench.cli import datasets, pretrain, runs  # noqa: F401
+    from sslbench.cli import (  # noqa: F401
+        bench,
+        datasets,
+        evaluate,
+        methods,
+        pretrain,
+        report,
+        runs,
+        sweep,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

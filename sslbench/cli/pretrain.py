@@ -33,8 +33,11 @@ def pretrain_command(
     gpus: Annotated[int | None, typer.Option(
         help="0: CPU; 1: one GPU [default: a GPU if there is one].")] = None,
     evaluate: Annotated[str | None, typer.Option(
-        "--eval", help="Protocols to run after pretraining, comma-separated (linear), "
-                       "or 'none'.")] = None,
+        "--eval", help="Protocols to run after pretraining, comma-separated: linear, knn, "
+                       "semi:1 (1 % of the labels), semi:10, semi:10/class...; or 'none'.")] = None,
+    stop_on_collapse: Annotated[bool, typer.Option(
+        "--stop-on-collapse", help="End the run (FAILED) when the representation collapses, "
+                                   "instead of only warning.")] = False,
     db: DbOption = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the resolved config and exit.")] = False,
@@ -47,6 +50,7 @@ def pretrain_command(
         "data.dataset": dataset, "data.data_dir": data_dir, "train.epochs": epochs,
         "train.batch_size": batch_size, "train.seed": seed, "train.gpus": gpus,
         "eval.protocols": None if evaluate is None else ("" if evaluate == "none" else evaluate),
+        "eval.diagnostics.stop_on_collapse": True if stop_on_collapse else None,
     }
     cfg = resolve_config(method, config_file=config, flags=flags, overrides=overrides or [])
     if dry_run:
@@ -65,6 +69,14 @@ def linear_eval_command(
     lr: Annotated[float | None, typer.Option(help="Learning rate of the classifier.")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="Weight decay.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Mini-batch size.")] = None,
+    batchnorm: Annotated[bool | None, typer.Option(
+        "--batchnorm/--no-batchnorm", help="A BatchNorm (no affine) before the layer [off].")
+    ] = None,
+    augment: Annotated[bool | None, typer.Option(
+        "--augment/--no-augment", help="Train on features of augmented images (crop + flip), "
+                                       "recomputed every step [off].")] = None,
+    layer: Annotated[str | None, typer.Option(
+        help="Features of: backbone (default), stageN (an earlier stage) or projector.")] = None,
     data_dir: Annotated[str | None, typer.Option(
         help="Root holding one folder per dataset [env SSLBENCH_DATA].")] = None,
     gpus: Annotated[int | None, typer.Option(help="0: CPU; 1: one GPU.")] = None,
@@ -74,5 +86,6 @@ def linear_eval_command(
     from sslbench.runner import run_linear_eval
 
     linear = {k: v for k, v in {"epochs": epochs, "lr": lr, "weight_decay": weight_decay,
-                                "batch_size": batch_size}.items() if v is not None}
+                                "batch_size": batch_size, "batchnorm": batchnorm,
+                                "augment": augment, "layer": layer}.items() if v is not None}
     run_linear_eval(run_id, db, linear=linear, data_dir=data_dir, gpus=gpus, echo=typer.echo)

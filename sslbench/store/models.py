@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-RUN_KINDS = ("pretrain", "linear", "knn", "semisup", "trial", "bench")
+RUN_KINDS = ("pretrain", "linear", "knn", "semisup", "supervised", "trial", "bench")
 RUN_STATUSES = ("QUEUED", "RUNNING", "COMPLETED", "FAILED", "KILLED", "PRUNED")
 FINAL_STATUSES = ("COMPLETED", "FAILED", "KILLED", "PRUNED")
 

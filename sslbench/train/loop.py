@@ -68,7 +68,7 @@ def pretrain(
 ) -> PretrainResult:
     """Train ``method`` on the train split of ``dataset``; a checkpoint after every epoch."""
     t = cfg.train
-    images = dataset.train_images.to(device)
+    images = dataset.pretrain_images.to(device)
     n, batch = images.shape[0], t.batch_size
     steps_per_epoch = n // batch  # the last partial batch is dropped, as usual for SSL
     if steps_per_epoch == 0:
@@ -102,8 +102,8 @@ def pretrain(
             method_logs: dict[str, float] = {}
             for i in range(steps_per_epoch):
                 x = images[order[i * batch:(i + 1) * batch]]
-                view1 = augment(x, aug_gen).contiguous(memory_format=memory_format)
-                view2 = augment(x, aug_gen).contiguous(memory_format=memory_format)
+                view1 = augment(x, aug_gen, view=1).contiguous(memory_format=memory_format)
+                view2 = augment(x, aug_gen, view=2).contiguous(memory_format=memory_format)
                 with autocast:
                     loss, _ = method.training_step(view1, view2)
                 optimizer.zero_grad(set_to_none=True)

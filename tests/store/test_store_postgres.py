@@ -6,14 +6,7 @@ Skipped when no PostgreSQL server binaries (Debian's `postgresql`) or no driver 
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import os
-import shutil
-import subprocess
-import tempfile
-from collections.abc import Iterator
-from glob import glob
 from pathlib import Path
 
 import pytest
@@ -25,73 +18,6 @@ from sslbench.errors import UserError
 from sslbench.store import Store
 from sslbench.store.db import make_engine
 from sslbench.store.models import Base
-
-
-def _server_bin() -> Path | None:
-    found = shutil.which("pg_ctl") or next(
-        iter(sorted(glob("/usr/lib/postgresql/*/bin/pg_ctl"))), None
-    )
-    return Path(found).parent if found else None
-
-
-def _has_driver() -> bool:
-    return any(importlib.util.find_spec(name) for name in ("psycopg", "psycopg2"))
-
-
-def _run(args: list[str], as_user: str | None) -> None:
-    command = ["runuser", "-u", as_user, "--", *args] if as_user else args
-    subprocess.run(command, check=True, capture_output=True, timeout=120)
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[str]:
-    """A URL of a throw-away PostgreSQL cluster, reachable only through a Unix socket."""
-    bin_dir = _server_bin()
-    if bin_dir is None or not _has_driver():
-        pytest.skip("needs PostgreSQL server binaries and psycopg (or psycopg2)")
-    # PostgreSQL refuses to run as root: run it as the `postgres` user in a directory it owns.
-    as_user = "postgres" if os.geteuid() == 0 else None
-    root = Path(tempfile.mkdtemp(prefix="sslbench-pg-"))
-    if as_user:
-        shutil.chown(root, as_user)
-    data, log = root / "data", root / "server.log"
-    try:
-        _run(
-            [
-                str(bin_dir / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                "sslbench",
-                "-A",
-                "trust",
-                "--no-sync",
-                "-E",
-                "UTF8",
-            ],
-            as_user,
-        )
-        options = f"-k {root} -c listen_addresses='' -F"
-        _run(
-            [
-                str(bin_dir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-l",
-                str(log),
-                "-o",
-                options,
-                "-w",
-                "start",
-            ],
-            as_user,
-        )
-        try:
-            yield f"postgresql://sslbench@/postgres?host={root}"
-        finally:
-            _run([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], as_user)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_store_on_postgresql(pg_server: str, tmp_path: Path) -> None:

@@ -1,0 +1,109 @@
+"""`sslbench sweep METHOD`, `sslbench sweep status STUDY`, `sslbench sweep best STUDY`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sslbench.cli import app
+from sslbench.cli.runs import DbOption
+from sslbench.errors import UserError
+
+ACTIONS = ("status", "best")
+
+
+@app.command("sweep")
+def sweep_command(
+    target: Annotated[str, typer.Argument(
+        help="A method to sweep (reads sweeps/METHOD.yaml), or 'status' / 'best'.")],
+    study_arg: Annotated[str | None, typer.Argument(
+        metavar="[STUDY]", help="With status/best: the study name.")] = None,
+    space: Annotated[Path | None, typer.Option(
+        help="Search space YAML (default: sweeps/METHOD.yaml).")] = None,
+    trials: Annotated[int | None, typer.Option(min=1, help="Trials in the study (overrides "
+                                                           "the space file).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Local worker processes.")] = 1,
+    study: Annotated[str | None, typer.Option(
+        help="Study name (default: METHOD-DATASET); the same name resumes it.")] = None,
+    storage: Annotated[str | None, typer.Option(
+        help="Optuna storage: a journal file path or postgresql://... (default: a journal file "
+             "beside the results DB).")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Fix a parameter: key=value (repeatable).")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="Root folder of the datasets.")] = None,
+    db: DbOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-run lines.")] = False,
+) -> None:
+    """Search hyperparameters with Optuna (TPE, pruning on the online kNN); every trial is a run.
+
+    Re-running the same command resumes the study: trials left running by a dead worker are
+    failed and retried. `optuna-dashboard <journal file or URL>` opens the same study.
+    """
+    if target in ACTIONS:
+        if study_arg is None:
+            raise UserError(f"sslbench sweep {target} needs a study name, e.g. "
+                            f"`sslbench sweep {target} byol-fashion-mnist`")
+        _inspect(target, study_arg, storage, db)
+        return
+    if study_arg is not None:
+        raise UserError(f"unexpected argument {study_arg!r}: use --study NAME to name the study")
+    _run(target, space, trials, workers, study, storage, set_ or [], data_dir, db, quiet)
+
+
+def _run(method: str, space_file: Path | None, trials: int | None, workers: int,
+         study: str | None, storage: str | None, fixed: list[str], data_dir: str | None,
+         db: str | None, quiet: bool) -> None:
+    import dataclasses
+
+    import yaml
+
+    from sslbench.config import parse_overrides
+    from sslbench.methods import get_method_spec
+    from sslbench.sweep.space import default_space_file, load_space
+    from sslbench.sweep.worker import SweepJob, check_job, run_sweep
+
+    get_method_spec(method)
+    space = load_space(space_file or default_space_file(method))
+    if space.method != method:
+        raise UserError(f"search space {space.source} is for {space.method!r}, not {method!r}")
+    if fixed:
+        space = space.with_fixed({k: yaml.safe_load(v) for k, v in
+                                  parse_overrides(fixed).items()})
+    if trials is not None:
+        space = dataclasses.replace(space, trials=trials)
+    overrides = (f"data.data_dir={data_dir}",) if data_dir else ()
+    dataset = space.fixed.get("data.dataset", "fashion-mnist")
+    job = SweepJob(study or f"{method}-{dataset}", space, db, storage, overrides, quiet)
+    check_job(job)  # every bound of the space builds a valid config, before anything starts
+
+    from sslbench.store import Store
+    from sslbench.sweep.study import make_study, open_storage, recover_dead_trials
+
+    with Store.open(db, create=True) as store:
+        optuna_storage, lock = open_storage(storage, store.url)
+        handle = make_study(job.study, space, optuna_storage)
+        retried = recover_dead_trials(handle, store, lock)
+    if retried:
+        typer.echo(f"study {job.study}: trial(s) {', '.join(map(str, retried))} were left running "
+                   "by a dead worker: marked failed and queued again")
+    typer.echo(f"study {job.study}: {space.method}, objective {space.objective} top-1, "
+               f"{space.trials} trials, {workers} worker(s)")
+    n, seconds = run_sweep(job, workers)
+    typer.echo(f"study {job.study}: {n} trial(s) run in {seconds:.0f}s")
+    _inspect("status", job.study, storage, db)
+
+
+def _inspect(action: str, name: str, storage: str | None, db: str | None) -> None:
+    from sslbench.store import Store
+    from sslbench.sweep.report import best_command, status_table
+
+    with Store.open(db, create=False) as store:
+        if action == "status":
+            from rich.console import Console
+
+            Console().print(status_table(name, storage, store))
+        else:
+            text: Any = best_command(name, storage, store)
+            typer.echo(text)

@@ -1,0 +1,1 @@
+"""Hyperparameter sweeps with Optuna: search spaces, studies, workers, status."""

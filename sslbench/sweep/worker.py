@@ -1,0 +1,164 @@
+"""Running a sweep: each worker process takes trials until the study's budget is used.
+
+A trial is an ordinary sslbench run of kind ``trial`` (with the sweep id and trial number), so
+`sslbench runs list` and `sslbench report --sweep` see it like any other run. Its per-epoch online
+kNN accuracy is reported to Optuna for pruning; its objective (final kNN or linear-probe top-1) is
+measured by the evaluation child run, as for ``sslbench pretrain``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sslbench.errors import RunFailure, RunPruned, UserError
+from sslbench.sweep.space import SearchSpace
+
+
+@dataclass(frozen=True)
+class SweepJob:
+    """Everything a worker process needs (picklable)."""
+
+    study: str
+    space: SearchSpace
+    db: str | None
+    storage: str | None
+    overrides: tuple[str, ...] = ()  # extra key=value for every trial (e.g. data.data_dir)
+    quiet: bool = True
+
+
+def trial_config(space: SearchSpace, params: dict[str, Any], overrides: tuple[str, ...]) -> Any:
+    """The validated RunConfig of one trial: fixed keys, the trial's values, the objective."""
+    from sslbench.config import resolve_config
+
+    values = {**space.fixed, **params, "eval.protocols": [space.objective]}
+    return resolve_config(space.method, flags=values, overrides=list(overrides))
+
+
+def check_job(job: SweepJob) -> None:
+    """Bad input before anything starts: the space must build a valid config at every bound."""
+    probe: dict[str, Any] = {}
+    for p in job.space.params:
+        probe[p.key] = p.choices[0] if p.type == "categorical" else (
+            int(p.low) if p.type == "int" else p.low)  # type: ignore[arg-type]
+    trial_config(job.space, probe, job.overrides)
+    for p in job.space.params:
+        if p.type != "categorical":
+            trial_config(job.space, {**probe, p.key: int(p.high) if p.type == "int" else p.high},
+                         job.overrides)
+        else:
+            for choice in p.choices[1:]:
+                trial_config(job.space, {**probe, p.key: choice}, job.overrides)
+
+
+def run_worker(job: SweepJob, worker_index: int = 0) -> int:
+    """Take and run trials until the budget is used; the number of trials this worker ran."""
+    import optuna
+
+    from sslbench.runner import RunHooks, run_pretrain
+    from sslbench.store import Store
+    from sslbench.sweep.study import make_study, next_trial, open_storage, suggest
+
+    store = Store.open(job.db, create=True)
+    storage, lock = open_storage(job.storage, store.url)
+    study = make_study(job.study, job.space, storage, worker_index)
+    objective_key = f"{job.space.objective}_top1"
+    done = 0
+    try:
+        while True:
+            trial = next_trial(study, job.space.trials, lock)
+            if trial is None:
+                return done
+            params = suggest(trial, job.space)
+            cfg = trial_config(job.space, params, job.overrides)
+            started: dict[str, int] = {}
+            hooks = RunHooks(kind="trial", sweep_id=job.study, trial_number=trial.number,
+                             on_start=_on_start(trial, started), on_epoch=_on_epoch(trial))
+            try:
+                run_pretrain(cfg, job.db, echo=_echo(job, worker_index), show_progress=False,
+                             hooks=hooks)
+            except RunPruned:
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            except RunFailure:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            except BaseException:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                raise
+            else:
+                child = [c for c in store.children(started["run"]) if c.status == "COMPLETED"]
+                value = next((c.summary[objective_key] for c in reversed(child)
+                              if objective_key in c.summary), None)
+                if value is None:
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                else:
+                    study.tell(trial, float(value))
+                    store.update_summary(started["run"], objective=float(value))
+            done += 1
+    finally:
+        store.close()
+
+
+def _on_start(trial: Any, started: dict[str, int]) -> Any:
+    def on_start(run_id: int) -> None:
+        started["run"] = run_id
+        trial.set_user_attr("run_id", run_id)
+
+    return on_start
+
+
+def _on_epoch(trial: Any) -> Any:
+    """Report the online kNN accuracy of each epoch; stop the run if the pruner says so."""
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        value = metrics.get("knn_top1")
+        if value is None:
+            return
+        trial.report(value, epoch)
+        if trial.should_prune():
+            raise RunPruned(f"pruned at epoch {epoch} (online kNN top-1 {100 * value:.2f} %)")
+
+    return on_epoch
+
+
+def _echo(job: SweepJob, index: int) -> Any:
+    if job.quiet:
+        return lambda _msg: None
+    return lambda msg: print(f"[worker {index}] {msg}", flush=True)
+
+
+def _worker_entry(job: SweepJob, index: int, queue: Any) -> None:
+    try:
+        queue.put((index, run_worker(job, index), None))
+    except UserError as exc:
+        queue.put((index, 0, str(exc)))
+
+
+def run_sweep(job: SweepJob, workers: int) -> tuple[int, float]:
+    """Run ``workers`` worker processes (1: in this process); (trials run, seconds)."""
+    start = time.perf_counter()
+    if workers == 1:
+        n = run_worker(job)
+        return n, time.perf_counter() - start
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_worker_entry, args=(job, i, queue), daemon=False)
+             for i in range(workers)]
+    for p in procs:
+        p.start()
+    total, errors = 0, []
+    for p in procs:
+        p.join()
+    while not queue.empty():
+        _, n, err = queue.get()
+        total += n
+        if err:
+            errors.append(err)
+    if errors:
+        raise UserError(errors[0])
+    failed = [p.exitcode for p in procs if p.exitcode not in (0, None)]
+    if failed:
+        raise RunFailure(f"{len(failed)} worker(s) exited with code {failed[0]}; run the same "
+                         "command again to resume the sweep")
+    return total, time.perf_counter() - start

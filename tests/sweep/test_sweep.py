@@ -1,0 +1,245 @@
+"""`sslbench sweep`: search spaces, trials recorded once in Optuna and in the run table, pruning,
+recovery after a killed worker, and the PostgreSQL path."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from sslbench.cli import main
+from sslbench.errors import ConfigError
+from sslbench.store import Store
+from sslbench.sweep.space import SWEEPS_DIR, load_space, parse_space
+from sslbench.sweep.study import open_storage
+
+REPO = Path(__file__).parents[2]
+SPACE = {
+    "method": "simclr",
+    "objective": "knn",
+    "trials": 6,
+    "fixed": {"data.dataset": "synthetic", "train.epochs": 1, "eval.knn.k": 20,
+              "eval.knn.monitor_train_size": 512, "eval.diagnostics.enabled": False},
+    "pruner": {"name": "median", "startup_trials": 2, "warmup_epochs": 0},
+    "params": {
+        "optimizer.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+        "method.temperature": {"type": "float", "low": 0.1, "high": 0.5},
+        "train.batch_size": {"type": "categorical", "choices": [64, 128]},
+    },
+}
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SSLBENCH_DB", raising=False)
+    return tmp_path
+
+
+def _space_file(folder: Path, **changes: object) -> Path:
+    path = folder / "space.yaml"
+    path.write_text(yaml.safe_dump({**SPACE, **changes}))
+    return path
+
+
+def _check_consistent(db: str, storage: str | None, study: str, budget: int) -> list[object]:
+    """Every Optuna trial has exactly one run row with the same number and a matching state."""
+    with Store.open(db, create=False) as store:
+        optuna_storage, _ = open_storage(storage, store.url)
+        trials = optuna.load_study(study_name=study, storage=optuna_storage).get_trials()
+        runs = [r for r in store.list_runs(kind="trial") if r.sweep_id == study]
+    counted = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(counted) == budget
+    numbers = [r.trial_number for r in runs]
+    assert len(numbers) == len(set(numbers)), "a trial was recorded twice"
+    assert sorted(numbers) == sorted(t.number for t in trials if "run_id" in t.user_attrs)
+    by_number = {r.trial_number: r for r in runs}
+    expected = {TrialState.COMPLETE: "COMPLETED", TrialState.PRUNED: "PRUNED",
+                TrialState.FAIL: "FAILED"}
+    for t in trials:
+        run = by_number[t.number]
+        assert t.user_attrs["run_id"] == run.id
+        assert run.status == expected[t.state], (t.number, t.state, run.status)
+        for key, value in t.params.items():
+            section, _, name = key.partition(".")
+            assert run.config[section][name] == pytest.approx(value)
+        if t.state == TrialState.COMPLETE:
+            assert run.summary["objective"] == pytest.approx(t.value)
+    return trials
+
+
+def test_every_method_with_a_space_file_parses() -> None:
+    files = sorted(SWEEPS_DIR.glob("*.yaml"))
+    assert {f.stem for f in files} >= {"simclr", "byol"}
+    for f in files:
+        space = load_space(f)
+        assert space.method == f.stem and space.params
+
+
+@pytest.mark.parametrize(("change", "needle"), [
+    ({"objective": "loss"}, "objective"),
+    ({"params": {}}, "params"),
+    ({"params": {"optimizer.lr": {"type": "float", "low": 1, "high": 0.1}}}, "low"),
+    ({"params": {"optimizer.lr": {"type": "float", "low": 0, "high": 1, "log": True}}}, "log"),
+    ({"params": {"x": {"type": "normal"}}}, "type"),
+    ({"params": {"x": {"type": "categorical", "choices": []}}}, "choices"),
+    ({"trials": 0}, "trials"),
+    ({"pruner": "bayes"}, "pruner"),
+    ({"colour": "red"}, "unknown key"),
+])
+def test_malformed_spaces_are_one_line_errors(change: dict, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle) as info:
+        parse_space({**SPACE, **change}, source="t.yaml")
+    assert "\n" not in str(info.value) and str(info.value).startswith("search space t.yaml")
+
+
+def test_sweep_bad_input_exit_2_and_nothing_written(workdir: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    bad = workdir / "bad.yaml"
+    bad.write_text("method: simclr\nparams: [1, 2\n")
+    cases = [
+        ["sweep", "simclr", "--space", str(bad)],
+        ["sweep", "simclr", "--space", str(workdir / "none.yaml")],
+        ["sweep", "byol", "--space", str(_space_file(workdir))],  # a simclr space
+        ["sweep", "simclr", "--space", str(_space_file(workdir)), "--set", "optimizer.lr=-1"],
+        ["sweep", "simclr", "--space", str(_space_file(
+            workdir, params={"optimizer.lr": {"type": "float", "low": -1.0, "high": 1.0}}))],
+        ["sweep", "status"],
+        ["sweep", "nosuchmethod"],
+    ]
+    for argv in cases:
+        assert main([*argv, "--db", str(workdir / "r.sqlite")]) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: "), (argv, err)
+    assert not (workdir / "r.sqlite").exists()
+    assert not list(workdir.glob("*.optuna.log"))
+
+
+@pytest.mark.slow
+def test_two_workers_record_every_trial_once(workdir: Path) -> None:
+    db = str(workdir / "r.sqlite")
+    argv = ["sweep", "simclr", "--space", str(_space_file(workdir)), "--db", db, "--workers", "2",
+            "--quiet"]
+    assert main(argv) == 0
+    trials = _check_consistent(db, None, "simclr-synthetic", 6)
+    assert len(trials) == 6
+    params = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(params)) == 6, "two workers proposed the same parameters"
+    # the journal file sits beside the results DB; re-running the finished study runs nothing
+    assert (workdir / "r.optuna.log").is_file()
+    assert main(argv) == 0
+    assert len(_check_consistent(db, None, "simclr-synthetic", 6)) == 6
+
+
+@pytest.mark.slow
+def test_pruned_trials_are_pruned_in_both(workdir: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import sslbench.sweep.study as study_mod
+
+    # A pruner that stops every trial at its first report (kNN top-1 is always below 2).
+    monkeypatch.setattr(study_mod, "make_pruner",
+                        lambda space: optuna.pruners.ThresholdPruner(lower=2.0))
+    db = str(workdir / "r.sqlite")
+    space = _space_file(workdir, trials=3, fixed={**SPACE["fixed"], "train.epochs": 2})
+    assert main(["sweep", "simclr", "--space", str(space), "--db", db, "--quiet",
+                 "--study", "pruned"]) == 0
+    trials = _check_consistent(db, None, "pruned", 3)
+    assert [t.state for t in trials] == [TrialState.PRUNED] * 3
+    with Store.open(db, create=False) as store:
+        runs = store.list_runs(kind="trial")
+        assert all("pruned at epoch 1" in (r.failure_reason or "") for r in runs)
+        # pruned after one of its two epochs: one epoch of metrics, no evaluation child
+        run = store.get_run(runs[0].id)
+        assert {m.epoch for m in run.metrics} == {1} and store.children(run.id) == []
+    assert main(["sweep", "status", "pruned", "--db", db]) == 0
+    assert "pruned 3" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_killed_worker_is_resumed_without_loss_or_duplicates(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = workdir / "r.sqlite"
+    space = _space_file(workdir, trials=3, fixed={**SPACE["fixed"], "train.epochs": 3},
+                        pruner="none")
+    argv = ["sweep", "simclr", "--space", str(space), "--db", str(db), "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "sslbench", *argv], cwd=workdir, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:  # wait until a trial is mid-training
+            if db.exists():
+                with sqlite3.connect(db) as con:
+                    row = con.execute(
+                        "select count(*) from runs r join metrics m on m.run_id = r.id "
+                        "where r.kind = 'trial' and r.status = 'RUNNING'").fetchone()
+                if row[0] > 0:
+                    break
+            time.sleep(0.2)
+        else:
+            pytest.fail("no trial started in time")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    with Store.open(str(db), create=False) as store:
+        (stuck,) = [r for r in store.list_runs(kind="trial") if r.status == "RUNNING"]
+    assert main(argv) == 0
+    assert "left running by a dead worker" in capsys.readouterr().out
+    trials = _check_consistent(str(db), None, "simclr-synthetic", 3)
+    (dead,) = [t for t in trials if t.state == TrialState.FAIL]
+    assert dead.number == stuck.trial_number
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == dead.number]
+    assert len(retry) == 1 and retry[0].params == dead.params
+    assert retry[0].state == TrialState.COMPLETE
+    with Store.open(str(db), create=False) as store:
+        assert "worker died" in (store.get_run(stuck.id).failure_reason or "")
+
+
+def test_sweep_best_prints_a_runnable_config(workdir: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(workdir / "r.sqlite")
+    space = _space_file(workdir, trials=2, pruner="none")
+    assert main(["sweep", "simclr", "--space", str(space), "--db", db, "--quiet",
+                 "--set", "method.temperature=0.3"]) == 0
+    capsys.readouterr()
+    assert main(["sweep", "best", "simclr-synthetic", "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# best of study simclr-synthetic")
+    assert "sslbench pretrain simclr" in out
+    config = yaml.safe_load(out)
+    assert config["method"]["temperature"] == 0.3  # --set fixed it for every trial
+    assert main(["sweep", "best", "nosuch", "--db", db]) == 2
+
+
+@pytest.mark.slow
+def test_sweep_on_postgresql(workdir: Path, pg_server: str) -> None:
+    """Study and runs on PostgreSQL, two workers. Optuna and sslbench both keep an alembic
+    version table, so the study lives in its own database on the same server."""
+    from sqlalchemy import create_engine, text
+
+    names = [f"sweep_{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    admin = create_engine(pg_server.replace("postgresql://", "postgresql+psycopg://"),
+                          isolation_level="AUTOCOMMIT")
+    with admin.connect() as con:
+        for name in names:
+            con.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    db, storage = (pg_server.replace("/postgres?", f"/{name}?") for name in names)
+    argv = ["sweep", "simclr", "--space", str(_space_file(workdir, trials=4)), "--db", db,
+            "--storage", storage, "--workers", "2", "--quiet"]
+    assert main(argv) == 0
+    trials = _check_consistent(db, storage, "simclr-synthetic", 4)
+    assert len(trials) == 4
