@@ -21,7 +21,7 @@ DbOption = Annotated[str | None, typer.Option(
 
 @app.command("pretrain")
 def pretrain_command(
-    method: Annotated[str, typer.Argument(help="Method to pretrain: simclr, byol.")],
+    method: Annotated[str, typer.Argument(help="Method to pretrain (see `sslbench methods`).")],
     overrides: Overrides = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")] = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset [default fashion-mnist].")] = None,
