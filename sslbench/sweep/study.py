@@ -52,7 +52,8 @@ def open_storage(storage: str | None, db_url: str) -> tuple[optuna.storages.Base
         from optuna.storages.journal import JournalFileBackend
 
         backend = JournalFileBackend(str(path))
-        return optuna.storages.JournalStorage(backend), path.with_suffix(path.suffix + ".lock")
+        # Not "<journal>.lock": Optuna's own journal lock uses that name.
+        return optuna.storages.JournalStorage(backend), path.with_name(path.name + ".workers.lock")
     try:
         rdb = optuna.storages.RDBStorage(storage, engine_kwargs={"pool_pre_ping": True})
     except Exception as exc:  # bad URL, server down, driver missing

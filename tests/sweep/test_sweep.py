@@ -125,7 +125,6 @@ def test_sweep_bad_input_exit_2_and_nothing_written(workdir: Path,
     assert not list(workdir.glob("*.optuna.log"))
 
 
-@pytest.mark.slow
 def test_two_workers_record_every_trial_once(workdir: Path) -> None:
     db = str(workdir / "r.sqlite")
     argv = ["sweep", "simclr", "--space", str(_space_file(workdir)), "--db", db, "--workers", "2",
@@ -141,7 +140,6 @@ def test_two_workers_record_every_trial_once(workdir: Path) -> None:
     assert len(_check_consistent(db, None, "simclr-synthetic", 6)) == 6
 
 
-@pytest.mark.slow
 def test_pruned_trials_are_pruned_in_both(workdir: Path, monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     import sslbench.sweep.study as study_mod
@@ -165,7 +163,6 @@ def test_pruned_trials_are_pruned_in_both(workdir: Path, monkeypatch: pytest.Mon
     assert "pruned 3" in capsys.readouterr().out
 
 
-@pytest.mark.slow
 def test_killed_worker_is_resumed_without_loss_or_duplicates(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -224,7 +221,6 @@ def test_sweep_best_prints_a_runnable_config(workdir: Path,
     assert main(["sweep", "best", "nosuch", "--db", db]) == 2
 
 
-@pytest.mark.slow
 def test_sweep_on_postgresql(workdir: Path, pg_server: str) -> None:
     """Study and runs on PostgreSQL, two workers. Optuna and sslbench both keep an alembic
     version table, so the study lives in its own database on the same server."""
