@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from sslbench.cli import app
+from sslbench.formatting import format_duration
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -187,15 +188,6 @@ def format_metric(key: str, value: float) -> str:
     if _FRACTION_KEY.search(key) and 0.0 <= value <= 1.0:
         return f"{100 * value:.2f}%"
     return f"{value:.4g}"
-
-
-def format_duration(seconds: float | None) -> str:
-    """`h:mm:ss`, or `-` for a run that never started."""
-    if seconds is None:
-        return "-"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
 def format_time(moment: datetime | None) -> str:

@@ -8,6 +8,7 @@ import io
 import json
 from typing import Any
 
+from sslbench.formatting import format_duration
 from sslbench.report.table import Group, Leaderboard
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
@@ -27,14 +28,6 @@ def cell(group: Group, protocol: str) -> str:
     return f"{_pct(stat.mean)} ± {_pct(stat.std)} (n={stat.n})"
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
-
-
 def display_rows(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
     """Header and string cells shared by the table, markdown and html renderers."""
     header = ["method", "dataset", *board.group_by, "runs", "seeds"]
@@ -52,7 +45,7 @@ def display_rows(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
             g.common(lambda r: r.config.get("train", {}).get("epochs")),
             g.common(lambda r: r.config.get("train", {}).get("batch_size")),
             g.common(lambda r: r.backbone),
-            _duration(g.wall_s),
+            format_duration(g.wall_s),
             "-" if g.img_per_s is None else f"{g.img_per_s:.0f}",
             "yes" if g.collapsed else "no",
         ]
