@@ -62,7 +62,7 @@ def _run(method: str, space_file: Path | None, trials: int | None, workers: int,
     from sslbench.config import parse_overrides
     from sslbench.methods import get_method_spec
     from sslbench.sweep.space import default_space_file, load_space
-    from sslbench.sweep.worker import SweepJob, check_job, run_sweep
+    from sslbench.sweep.worker import SweepJob, check_job, enqueue_baseline, run_sweep
 
     get_method_spec(method)
     space = load_space(space_file or default_space_file(method))
@@ -79,11 +79,14 @@ def _run(method: str, space_file: Path | None, trials: int | None, workers: int,
     check_job(job)  # every bound of the space builds a valid config, before anything starts
 
     from sslbench.store import Store
-    from sslbench.sweep.study import make_study, open_storage, recover_dead_trials
+    from sslbench.sweep.study import locked, make_study, open_storage, recover_dead_trials
 
     with Store.open(db, create=True) as store:
         optuna_storage, lock = open_storage(storage, store.url)
         handle = make_study(job.study, space, optuna_storage)
+        with locked(lock):
+            if enqueue_baseline(handle, job):
+                typer.echo(f"study {job.study}: trial 0 runs the defaults (the baseline to beat)")
         retried = recover_dead_trials(handle, store, lock)
     if retried:
         typer.echo(f"study {job.study}: trial(s) {', '.join(map(str, retried))} were left running "

@@ -14,6 +14,7 @@ A space file names the method, the objective and the parameters to search::
       train.batch_size: {type: categorical, choices: [128, 256, 512]}
       method.queue_size: {type: int, low: 1024, high: 8192, step: 1024,
                           when: {method.use_queue: true}}   # conditional parameter
+    baseline: true            # trial 0 = the method's defaults (default true)
 
 Every parameter is a dotted config key of the method; its values are validated by building a
 trial config (so a space cannot propose a value the config would reject). No torch, no optuna
@@ -67,12 +68,14 @@ class SearchSpace:
     pruner: PrunerSpec = PrunerSpec()
     seed: int = 0
     source: str = "<inline>"
+    baseline: bool = True  # trial 0 runs the method's defaults, the point the search must beat
 
     def with_fixed(self, values: dict[str, Any]) -> SearchSpace:
         """``--set key=value``: fix these keys (and stop searching them)."""
+        import dataclasses
+
         params = tuple(p for p in self.params if p.key not in values)
-        return SearchSpace(self.method, self.objective, self.trials, params,
-                           {**self.fixed, **values}, self.pruner, self.seed, self.source)
+        return dataclasses.replace(self, params=params, fixed={**self.fixed, **values})
 
 
 def default_space_file(method: str) -> Path:
@@ -100,10 +103,13 @@ def parse_space(raw: Any, source: str = "<inline>") -> SearchSpace:
 
     if not isinstance(raw, dict):
         raise bad("must be a mapping with method, objective, params")
-    unknown = set(raw) - {"method", "objective", "trials", "params", "fixed", "pruner", "seed"}
+    allowed = ("method", "objective", "trials", "params", "fixed", "pruner", "seed", "baseline")
+    unknown = set(raw) - set(allowed)
     if unknown:
-        raise bad(f"unknown key(s) {', '.join(sorted(unknown))}; allowed: method, objective, "
-                  "trials, params, fixed, pruner, seed")
+        raise bad(f"unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(allowed)}")
+    baseline = raw.get("baseline", True)
+    if not isinstance(baseline, bool):
+        raise bad(f"baseline must be true or false, not {baseline!r}")
     method = raw.get("method")
     if not isinstance(method, str):
         raise bad("'method' must name a method, e.g. method: byol")
@@ -130,7 +136,7 @@ def parse_space(raw: Any, source: str = "<inline>") -> SearchSpace:
             if cond not in fixed and cond not in {q.key for q in params}:
                 raise bad(f"{p.key}: condition on {cond!r}, which is neither fixed nor searched")
     return SearchSpace(method, objective, trials, params, dict(fixed), _pruner(raw, bad),
-                       seed, source)
+                       seed, source, baseline)
 
 
 def _param(key: str, spec: Any, bad: Any) -> Param:

@@ -37,6 +37,40 @@ def trial_config(space: SearchSpace, params: dict[str, Any], overrides: tuple[st
     return resolve_config(space.method, flags=values, overrides=list(overrides))
 
 
+def baseline_params(space: SearchSpace, overrides: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """The searched keys at the method's default values, or None if a default lies outside the
+    space (then there is no baseline trial to run)."""
+    from sslbench.config import flatten, resolve_config
+    from sslbench.sweep.space import active
+
+    values = {**space.fixed}
+    defaults = flatten(resolve_config(space.method, flags=dict(space.fixed),
+                                      overrides=list(overrides)).to_dict())
+    params: dict[str, Any] = {}
+    for p in space.params:
+        if not active(p, values):
+            continue
+        value = defaults.get(p.key)
+        inside = (value in p.choices if p.type == "categorical" else
+                  isinstance(value, int | float) and p.low <= value <= p.high)  # type: ignore[operator]
+        if not inside:
+            return None
+        params[p.key] = values[p.key] = value
+    return params
+
+
+def enqueue_baseline(study: Any, job: SweepJob) -> bool:
+    """Queue the defaults as the study's first trial (once per study); True if queued now."""
+    if not job.space.baseline or study.user_attrs.get("baseline_queued"):
+        return False
+    params = baseline_params(job.space, job.overrides)
+    study.set_user_attr("baseline_queued", True)
+    if params is None:
+        return False
+    study.enqueue_trial(params, user_attrs={"baseline": True})
+    return True
+
+
 def check_job(job: SweepJob) -> None:
     """Bad input before anything starts: the space must build a valid config at every bound."""
     probe: dict[str, Any] = {}

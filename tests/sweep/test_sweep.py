@@ -239,3 +239,34 @@ def test_sweep_on_postgresql(workdir: Path, pg_server: str) -> None:
     assert main(argv) == 0
     trials = _check_consistent(db, storage, "simclr-synthetic", 4)
     assert len(trials) == 4
+
+
+def test_baseline_trial_runs_the_defaults_once() -> None:
+    from sslbench.config import resolve_config
+    from sslbench.sweep.worker import SweepJob, baseline_params, enqueue_baseline
+
+    defaults = resolve_config("simclr", flags={"data.dataset": "synthetic"}).to_dict()
+    batch = defaults["train"]["batch_size"]
+    space = parse_space({**SPACE, "params": {**SPACE["params"], "train.batch_size": {
+        "type": "categorical", "choices": [batch, 2 * batch]}}})
+    expected = {"optimizer.lr": defaults["optimizer"]["lr"],
+                "method.temperature": defaults["method"]["temperature"],
+                "train.batch_size": batch}
+    assert baseline_params(space) == expected
+    # a default outside the space: no baseline (rather than a clipped, made-up one)
+    narrow = parse_space({**SPACE, "params": {"optimizer.lr": {
+        "type": "float", "low": 10 * defaults["optimizer"]["lr"], "high": 1.0}}})
+    assert baseline_params(narrow) is None
+
+    study = optuna.create_study(direction="maximize")
+    job = SweepJob("s", space, None, None)
+    assert enqueue_baseline(study, job) is True
+    assert enqueue_baseline(study, job) is False  # once per study, also on re-runs
+    from sslbench.sweep.study import suggest
+
+    trial = study.ask()
+    assert trial.number == 0 and suggest(trial, space) == pytest.approx(expected)
+    assert enqueue_baseline(optuna.create_study(), SweepJob(
+        "s", parse_space({**SPACE, "baseline": False}), None, None)) is False
+    with pytest.raises(ConfigError, match="baseline must be true or false"):
+        parse_space({**SPACE, "baseline": "yes"})
