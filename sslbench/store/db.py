@@ -25,6 +25,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import NullPool
 
 from sslbench.errors import UserError
+from sslbench.store.models import LEGACY_VERSION_TABLE, VERSION_TABLE
 
 DB_ENV_VAR = "SSLBENCH_DB"
 DEFAULT_DB = "sslbench.sqlite"
@@ -114,7 +115,7 @@ def open_engine(url: str, *, create: bool) -> Engine:
         probe = _probe_engine(url, path)
         try:
             with probe.connect() as conn:
-                needs_migration = _schema_revision(conn, url) != _head_revision()
+                needs_migration = _schema_revision(conn, url) != (_head_revision(), False)
         except DBAPIError as exc:
             raise UserError(
                 f"cannot open DB {display_name(url)!r} ({_first_line(exc.orig)})"
@@ -139,15 +140,34 @@ def _migrate(engine: Engine, url: str) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         elif engine.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
-        if _schema_revision(conn, url) != _head_revision():  # another process may have done it
+        revision, legacy = _schema_revision(conn, url)
+        if legacy:
+            _move_legacy_version(conn, revision)
+        if revision != _head_revision():  # another process may have done it
             command.upgrade(alembic_config(conn), "head")
         conn.commit()
 
 
-def _schema_revision(conn: Connection, url: str) -> str | None:
-    """The store revision of the database on `conn` (None when it is empty).
+def _move_legacy_version(conn: Connection, revision: str | None) -> None:
+    """A store made before the version table was renamed: record its revision in
+    `VERSION_TABLE` and take it out of `alembic_version` (dropped when nothing else is left)."""
+    conn.execute(text(f"CREATE TABLE {VERSION_TABLE} (version_num VARCHAR(32) NOT NULL, "
+                      f"CONSTRAINT {VERSION_TABLE}_pkc PRIMARY KEY (version_num))"))
+    conn.execute(text(f"INSERT INTO {VERSION_TABLE} (version_num) VALUES (:v)"), {"v": revision})
+    conn.execute(text(f"DELETE FROM {LEGACY_VERSION_TABLE} WHERE version_num = :v"),
+                 {"v": revision})
+    left = conn.execute(text(f"SELECT COUNT(*) FROM {LEGACY_VERSION_TABLE}")).scalar_one()
+    if not left:
+        conn.execute(text(f"DROP TABLE {LEGACY_VERSION_TABLE}"))
+
+
+def _schema_revision(conn: Connection, url: str) -> tuple[str | None, bool]:
+    """The store revision of the database on `conn` (None when it has no store yet), and whether
+    it is still recorded in the legacy `alembic_version` table.
 
     Raises `UserError` when the database is not an sslbench database or not a database at all.
+    Other applications' tables are tolerated on PostgreSQL (e.g. Optuna's study tables in the
+    database a sweep shares across machines), never on a SQLite file.
     """
 
     def not_ours(reason: str) -> UserError:
@@ -158,19 +178,34 @@ def _schema_revision(conn: Connection, url: str) -> str | None:
 
     try:
         tables = set(inspect(conn).get_table_names())
-        revision = MigrationContext.configure(conn).get_current_revision()
+        revision = _version(conn, VERSION_TABLE) if VERSION_TABLE in tables else None
+        legacy = None
+        if revision is None and LEGACY_VERSION_TABLE in tables:
+            legacy = _version(conn, LEGACY_VERSION_TABLE)
     except DBAPIError as exc:
         raise not_ours(_first_line(exc.orig)) from None
-    if revision is None and tables <= {"alembic_version"}:  # new, or downgraded to base
-        return None
+    if legacy is not None and legacy.startswith("sslbench_"):  # ours, before the rename
+        revision = legacy
+    elif legacy is not None and tables & STORE_TABLES:
+        raise not_ours(f"unknown schema revision {legacy!r}; made by a newer sslbench?")
+    shared = conn.dialect.name == "postgresql" and not tables & STORE_TABLES
+    if revision is None and (tables <= {VERSION_TABLE, LEGACY_VERSION_TABLE} or shared):
+        return None, False  # new, downgraded to base, or another application's database
     if revision is None:
+        if legacy is not None:
+            raise not_ours(f"unknown schema revision {legacy!r}; made by a newer sslbench?")
         shown = ", ".join(sorted(tables)[:5])
         raise not_ours(f"it has tables ({shown}) but no sslbench schema version")
     if revision not in _known_revisions():
         raise not_ours(f"unknown schema revision {revision!r}; made by a newer sslbench?")
     if missing := STORE_TABLES - tables:
         raise not_ours(f"tables {', '.join(sorted(missing))} are missing")
-    return revision
+    return revision, legacy is not None
+
+
+def _version(conn: Connection, table: str) -> str | None:
+    context = MigrationContext.configure(conn, opts={"version_table": table})
+    return context.get_current_revision()
 
 
 def _probe_engine(url: str, path: Path | None) -> Engine:

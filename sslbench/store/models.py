@@ -74,6 +74,13 @@ class NaNFloat(TypeDecorator[float]):
         return math.nan if value is None else float(value)
 
 
+# Alembic's version table for the store. Not the default `alembic_version`: Optuna's RDB storage
+# keeps its own Alembic version there, and one PostgreSQL database may hold both (a sweep shared by
+# several machines). Databases made before the rename are moved over on open (see store.db).
+VERSION_TABLE = "sslbench_alembic_version"
+LEGACY_VERSION_TABLE = "alembic_version"
+
+
 class Base(DeclarativeBase):
     """Declarative base holding the store's metadata."""
 

@@ -8,18 +8,19 @@ from typing import Any
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, inspect
 
 from sslbench.store import Store
 from sslbench.store.db import alembic_config, make_engine
-from sslbench.store.models import Base
+from sslbench.store.models import VERSION_TABLE, Base
 
 
 def _schema(engine: Engine) -> dict[str, Any]:
     """Tables with their columns, keys and indexes, as the database reports them."""
     inspector = inspect(engine)
     schema: dict[str, Any] = {}
-    for table in sorted(set(inspector.get_table_names()) - {"alembic_version"}):
+    for table in sorted(set(inspector.get_table_names()) - {VERSION_TABLE}):
         schema[table] = {
             "columns": [
                 (c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(table)
@@ -45,7 +46,8 @@ def test_migrated_schema_matches_the_models(store: Store, tmp_path: Path) -> Non
         assert _schema(migrated) == _schema(from_models)
         assert set(_schema(migrated)) == {"runs", "metrics", "artifacts"}
         with migrated.connect() as conn:
-            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+            assert compare_metadata(MigrationContext.configure(
+                conn, opts={"version_table": VERSION_TABLE}), Base.metadata) == []
     finally:
         migrated.dispose()
         from_models.dispose()
@@ -58,7 +60,7 @@ def test_a_database_at_an_older_revision_is_upgraded(db_path: Path) -> None:
     try:
         with engine.begin() as conn:
             command.downgrade(alembic_config(conn), "base")
-        assert set(inspect(engine).get_table_names()) == {"alembic_version"}
+        assert set(inspect(engine).get_table_names()) == {VERSION_TABLE}
     finally:
         engine.dispose()
     with Store.open(str(db_path), create=False) as store:
@@ -71,3 +73,27 @@ def test_a_database_at_an_older_revision_is_upgraded(db_path: Path) -> None:
             provenance={"host": "h"},
         )
         assert store.get_run(run_id).method == "byol"
+
+
+def test_a_store_made_before_the_version_table_rename_is_moved_over(db_path: Path) -> None:
+    """Early stores kept their revision in `alembic_version`, the table Optuna also uses."""
+    import sqlite3
+
+    with Store.open(str(db_path)) as store:
+        run_id = store.create_run(kind="pretrain", method="simclr", dataset="mnist", config={},
+                                  seed=0, provenance={"host": "h"})
+    with sqlite3.connect(db_path) as conn:
+        conn.execute(f"ALTER TABLE {VERSION_TABLE} RENAME TO alembic_version")
+    conn.close()
+    with Store.open(str(db_path), create=False) as store:
+        assert store.get_run(run_id).method == "simclr"
+    engine = make_engine(f"sqlite:///{db_path}")
+    try:
+        tables = set(inspect(engine).get_table_names())
+        assert VERSION_TABLE in tables and "alembic_version" not in tables
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+            assert context.get_current_revision() == ScriptDirectory.from_config(
+                alembic_config()).get_current_head()
+    finally:
+        engine.dispose()

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sslbench.errors import UserError
 from sslbench.store import Store
 from sslbench.store.db import make_engine
-from sslbench.store.models import Base
+from sslbench.store.models import VERSION_TABLE, Base
 
 
 def test_store_on_postgresql(pg_server: str, tmp_path: Path) -> None:
@@ -58,7 +58,8 @@ def test_store_on_postgresql(pg_server: str, tmp_path: Path) -> None:
         engine = make_engine(store.url)
     try:
         with engine.connect() as conn:
-            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+            assert compare_metadata(MigrationContext.configure(
+                conn, opts={"version_table": VERSION_TABLE}), Base.metadata) == []
     finally:
         engine.dispose()
 
@@ -79,3 +80,25 @@ def test_foreign_postgresql_database_is_refused(pg_server: str) -> None:
         engine.dispose()
     with pytest.raises(UserError, match="is not an sslbench database"):
         Store.open(other)
+
+
+def test_a_database_holding_an_optuna_study_takes_the_store_too(pg_server: str) -> None:
+    """One URL for `--storage` and `--db`: Optuna's tables (and its `alembic_version`) first."""
+    import optuna
+
+    engine = make_engine(pg_server)
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("CREATE DATABASE shared"))
+    finally:
+        engine.dispose()
+    url = pg_server.replace("/postgres?", "/shared?")
+    storage = optuna.storages.RDBStorage(url.replace("postgresql://", "postgresql+psycopg://"))
+    optuna.create_study(study_name="s", storage=storage).optimize(lambda t: t.suggest_float(
+        "x", 0, 1), n_trials=2)
+    with Store.open(url) as store:
+        store.create_run(kind="trial", method="byol", dataset="mnist", config={}, seed=0,
+                         provenance={"host": "h"})
+    with Store.open(url, create=False) as store:
+        assert len(store.list_runs()) == 1
+    assert len(optuna.load_study(study_name="s", storage=storage).trials) == 2  # untouched

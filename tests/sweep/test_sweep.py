@@ -222,23 +222,29 @@ def test_sweep_best_prints_a_runnable_config(workdir: Path,
 
 
 def test_sweep_on_postgresql(workdir: Path, pg_server: str) -> None:
-    """Study and runs on PostgreSQL, two workers. Optuna and sslbench both keep an alembic
-    version table, so the study lives in its own database on the same server."""
-    from sqlalchemy import create_engine, text
+    """Study and runs in ONE PostgreSQL database (the multi-machine set-up), two workers. sslbench
+    keeps its Alembic version in its own table, so Optuna's `alembic_version` does not clash."""
+    from sqlalchemy import create_engine, inspect, text
 
-    names = [f"sweep_{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    name = f"sweep_{uuid.uuid4().hex[:8]}"
     admin = create_engine(pg_server.replace("postgresql://", "postgresql+psycopg://"),
                           isolation_level="AUTOCOMMIT")
     with admin.connect() as con:
-        for name in names:
-            con.execute(text(f"CREATE DATABASE {name}"))
+        con.execute(text(f"CREATE DATABASE {name}"))
     admin.dispose()
-    db, storage = (pg_server.replace("/postgres?", f"/{name}?") for name in names)
-    argv = ["sweep", "simclr", "--space", str(_space_file(workdir, trials=4)), "--db", db,
-            "--storage", storage, "--workers", "2", "--quiet"]
+    url = pg_server.replace("/postgres?", f"/{name}?")
+    argv = ["sweep", "simclr", "--space", str(_space_file(workdir, trials=4)), "--db", url,
+            "--storage", url, "--workers", "2", "--quiet"]
     assert main(argv) == 0
-    trials = _check_consistent(db, storage, "simclr-synthetic", 4)
+    trials = _check_consistent(url, url, "simclr-synthetic", 4)
     assert len(trials) == 4
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        tables = set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert {"runs", "metrics", "sslbench_alembic_version", "trials", "alembic_version"} <= tables
+    assert main(["sweep", "status", "simclr-synthetic", "--db", url, "--storage", url]) == 0
 
 
 def test_baseline_trial_runs_the_defaults_once() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from sslbench.store.models import Base
+from sslbench.store.models import VERSION_TABLE, Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:
@@ -19,6 +19,7 @@ context.configure(
     target_metadata=Base.metadata,
     render_as_batch=True,  # SQLite cannot ALTER most things; batch mode copies the table instead
     compare_type=True,
+    version_table=VERSION_TABLE,  # not `alembic_version`: Optuna's tables may share the database
 )
 with context.begin_transaction():
     context.run_migrations()
