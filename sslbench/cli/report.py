@@ -23,7 +23,9 @@ def report_command(
     method: Annotated[str | None, typer.Option(
         help="Only these methods (comma list, e.g. simclr,byol).")] = None,
     backbone: Annotated[str | None, typer.Option(help="Only this backbone.")] = None,
-    sweep: Annotated[str | None, typer.Option(help="Only the trials of this sweep.")] = None,
+    sweep: Annotated[str | None, typer.Option(
+        help="Report this sweep instead: trials ranked by objective, parameter importance, "
+             "objective-vs-parameter plots.")] = None,
     status: Annotated[str, typer.Option(
         help="Only pretrain runs with this status ('any' for all).")] = "completed",
     since: Annotated[str | None, typer.Option(help="Runs created on/after YYYY-MM-DD.")] = None,
@@ -50,6 +52,9 @@ def report_command(
 
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if sweep is not None:
+        _sweep_report(db, sweep, fmt, output, plots)
+        return
     wanted_status = None if status.lower() == "any" else status.upper()
     if wanted_status is not None and wanted_status not in RUN_STATUSES:
         raise UserError(f"--status {status!r}: choose one of "
@@ -81,6 +86,33 @@ def report_command(
         Console(width=None if sys.stdout.isatty() else 250).print(to_rich(board))
         return
     text = render(board, fmt)
+    if output is not None:
+        output.write_text(text)
+        typer.echo(f"wrote {output}", err=True)
+    else:
+        typer.echo(text, nl=False)
+
+
+def _sweep_report(db: str | None, study: str, fmt: str, output: Path | None,
+                  plots: Path | None) -> None:
+    from sslbench.report import sweep as sweep_report
+    from sslbench.store import Store
+
+    with Store.open(db, create=False) as store:
+        report = sweep_report.build_sweep_report(store, study)
+    if plots is not None:
+        from sslbench.report.plots import write_sweep_plots
+
+        for name, series in write_sweep_plots(report, plots).items():
+            typer.echo(f"wrote {plots / name} ({series} series)", err=True)
+    if fmt == "table":
+        from rich.console import Console
+
+        console = Console(width=None if sys.stdout.isatty() else 250)
+        for table in sweep_report.to_rich(report):
+            console.print(table)
+        return
+    text = sweep_report.render(report, fmt)
     if output is not None:
         output.write_text(text)
         typer.echo(f"wrote {output}", err=True)

@@ -14,7 +14,7 @@ from sslbench.report.table import Group, Leaderboard
 FORMATS = ("table", "markdown", "csv", "json", "html")
 
 
-def _pct(value: float | None) -> str:
+def pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
 
 
@@ -24,8 +24,8 @@ def cell(group: Group, protocol: str) -> str:
     if stat is None:
         return "-"
     if stat.std is None:
-        return _pct(stat.mean)
-    return f"{_pct(stat.mean)} ± {_pct(stat.std)} (n={stat.n})"
+        return pct(stat.mean)
+    return f"{pct(stat.mean)} ± {pct(stat.std)} (n={stat.n})"
 
 
 def display_rows(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
@@ -37,10 +37,10 @@ def display_rows(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
     rows = []
     for g in board.groups:
         row = [str(g.key["method"]), str(g.key["dataset"]),
-               *[_fmt(g.key[k]) for k in board.group_by], str(len(g.runs)), str(g.seeds)]
+               *[fmt_value(g.key[k]) for k in board.group_by], str(len(g.runs)), str(g.seeds)]
         for p in board.protocols:
             stat = g.stats.get(p)
-            row += [_pct(stat.best) if stat else "-", cell(g, p)]
+            row += [pct(stat.best) if stat else "-", cell(g, p)]
         row += [
             g.common(lambda r: r.config.get("train", {}).get("epochs")),
             g.common(lambda r: r.config.get("train", {}).get("batch_size")),
@@ -79,18 +79,27 @@ def records(board: Leaderboard) -> list[dict[str, Any]]:
 
 def to_markdown(board: Leaderboard) -> str:
     header, rows = display_rows(board)
+    return markdown_table(header, rows, _text_columns(board))
+
+
+def markdown_table(header: list[str], rows: list[list[str]], text_columns: int) -> str:
+    """A GitHub markdown table; the first ``text_columns`` left-aligned, numbers right."""
     lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---" if i < _text_columns(board) else "---:"
+             "|" + "|".join("---" if i < text_columns else "---:"
                             for i in range(len(header))) + "|"]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
 def to_csv(board: Leaderboard) -> str:
-    recs = records(board)
-    buf = io.StringIO()
+    return csv_text(records(board))
+
+
+def csv_text(recs: list[dict[str, Any]]) -> str:
+    """Records as CSV (lists joined by spaces, None empty); "" when there are none."""
     if not recs:
         return ""
+    buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(recs[0]), lineterminator="\n")
     writer.writeheader()
     for rec in recs:
@@ -111,23 +120,36 @@ td:first-child,th:first-child{text-align:left}caption{font-weight:bold;margin-bo
 
 def to_html(board: Leaderboard, title: str = "sslbench leaderboard") -> str:
     header, rows = display_rows(board)
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "\n".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                     for row in rows)
+    return html_page(title, [(title, header, rows)],
+                     "Accuracies are test top-1 in %: best run, and mean ± sample std over runs.")
+
+
+def html_page(title: str, tables: list[tuple[str, list[str], list[list[str]]]],
+              note: str = "") -> str:
+    """One self-contained HTML file (inline CSS, no scripts) with captioned tables."""
+    parts = []
+    for caption, header, rows in tables:
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+        body = "\n".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                         for row in rows)
+        parts.append(f"<table><caption>{html.escape(caption)}</caption>\n<thead><tr>{head}"
+                     f"</tr></thead>\n<tbody>\n{body}\n</tbody></table>\n")
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
-            f"</title><style>{_CSS}</style></head><body>\n<table><caption>{html.escape(title)}"
-            f"</caption>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody></table>\n"
-            "<p>Accuracies are test top-1 in %: best run, and mean ± sample std over runs.</p>\n"
-            "</body></html>\n")
+            f"</title><style>{_CSS}</style></head><body>\n{''.join(parts)}"
+            + (f"<p>{html.escape(note)}</p>\n" if note else "") + "</body></html>\n")
 
 
 def to_rich(board: Leaderboard) -> Any:
+    header, rows = display_rows(board)
+    return rich_table("leaderboard (test top-1 %)", header, rows, _text_columns(board))
+
+
+def rich_table(title: str, header: list[str], rows: list[list[str]], text_columns: int) -> Any:
     from rich.table import Table
 
-    header, rows = display_rows(board)
-    table = Table(title="leaderboard (test top-1 %)", header_style="bold")
+    table = Table(title=title, header_style="bold")
     for i, h in enumerate(header):
-        table.add_column(h, justify="left" if i < _text_columns(board) else "right")
+        table.add_column(h, justify="left" if i < text_columns else "right")
     for row in rows:
         table.add_row(*row)
     return table
@@ -150,7 +172,7 @@ def _text_columns(board: Leaderboard) -> int:
     return 2 + len(board.group_by)
 
 
-def _fmt(value: Any) -> str:
+def fmt_value(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):

@@ -131,3 +131,68 @@ def write_plots(store: Store, board: Leaderboard, out_dir: Path,
     if n:
         written["accuracy_by_method.png"] = n
     return written
+
+
+def plot_sweep_params(path: Path, report: Any) -> int:
+    """Objective against each searched parameter (one panel each); pruned trials at their last
+    online kNN top-1 as open markers. Returns the number of panels."""
+    if not report.params:
+        return 0
+    plt = _pyplot()
+    n = len(report.params)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.2), dpi=100, squeeze=False, sharey=True)
+    done = [t for t in report.trials if t.objective is not None]
+    pruned = [t for t in report.trials if t.status == "PRUNED" and t.last_knn is not None]
+    best = report.best
+    for ax, key in zip(axes[0], report.params, strict=True):
+        ax.scatter([_axis_value(t.params[key]) for t in done],
+                   [100 * t.objective for t in done], label="completed (objective)")
+        if pruned:
+            ax.scatter([_axis_value(t.params[key]) for t in pruned],
+                       [100 * t.last_knn for t in pruned], facecolors="none",
+                       edgecolors="tab:red", label="pruned (last online kNN)")
+        if best is not None:
+            ax.scatter([_axis_value(best.params[key])], [100 * best.objective], marker="*",
+                       s=160, color="tab:orange", label="best")
+        if report.log_scale.get(key):
+            ax.set_xscale("log")
+        ax.set_xlabel(key)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test top-1 (%)")
+    axes[0][0].legend(fontsize=7, loc="best")
+    fig.suptitle(f"sweep {report.study}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    return n
+
+
+def plot_importance(path: Path, report: Any) -> int:
+    """Horizontal bars of the parameter importances; nothing written without any."""
+    if not report.importance:
+        return 0
+    plt = _pyplot()
+    items = sorted(report.importance.items(), key=lambda kv: kv[1])
+    fig, ax = plt.subplots(figsize=(6.0, 0.5 * len(items) + 1.2), dpi=100)
+    ax.barh([k for k, _ in items], [v for _, v in items])
+    ax.set_xlabel("importance (fANOVA)")
+    ax.set_title(f"sweep {report.study}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    return len(items)
+
+
+def write_sweep_plots(report: Any, out_dir: Path) -> dict[str, int]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, draw in (("sweep_params.png", plot_sweep_params),
+                       ("sweep_importance.png", plot_importance)):
+        n = draw(out_dir / name, report)
+        if n:
+            written[name] = n
+    return written
+
+
+def _axis_value(value: Any) -> Any:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else str(value)

@@ -217,3 +217,81 @@ def test_fabricate_and_bench(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     with Store.open(str(bench_db), create=False) as store:
         (run,) = store.list_runs(kind="bench")
     assert run.status == "COMPLETED" and run.summary["report_s"] > 0
+
+
+def _sweep_db(path: str) -> dict[int, int]:
+    """A fabricated study: the objective depends on the EMA decay only; one PRUNED, one FAILED
+    trial. Returns {trial number: run id}."""
+    ids = {}
+    with Store.open(path) as store:
+        params = [(0.99, 1e-3, 256), (0.9, 3e-3, 128), (0.95, 1e-2, 512), (0.999, 3e-4, 256),
+                  (0.97, 2e-3, 128), (0.93, 5e-3, 512), (0.91, 1e-3, 128), (0.98, 1e-3, 256)]
+        for number, (ema, lr, batch) in enumerate(params):
+            status = "PRUNED" if number == 6 else "FAILED" if number == 7 else "COMPLETED"
+            config = {"method": {"name": "byol", "ema_decay": ema},
+                      "optimizer": {"lr": lr}, "train": {"epochs": 2, "batch_size": batch,
+                                                         "output_dir": f"runs/{number}"},
+                      "data": {"dataset": "fashion-mnist"}}
+            rid = store.create_run(kind="trial", method="byol", dataset="fashion-mnist",
+                                   config=config, seed=0, backbone="convnet", provenance=PROV,
+                                   sweep_id="byol-fm", trial_number=number)
+            epochs = 1 if status == "PRUNED" else 2
+            for epoch in range(epochs):
+                store.log_metrics(rid, {"loss": 1.0, "knn_top1": 0.5 + 0.1 * epoch}, epoch=epoch)
+            if status == "COMPLETED":
+                store.update_summary(rid, objective=0.5 + 0.4 * (ema - 0.9) / 0.099)
+            store.finish_run(rid, status, failure_reason="nan" if status == "FAILED" else None)
+            ids[number] = rid
+        _pretrain(store, "byol", 0, {"linear": 0.8})  # not part of the sweep
+    return ids
+
+
+def test_sweep_report_ranks_trials_and_finds_the_important_parameter(tmp_path: Path) -> None:
+    from sslbench.report.sweep import build_sweep_report
+
+    path = str(tmp_path / "s.sqlite")
+    ids = _sweep_db(path)
+    with Store.open(path, create=False) as store:
+        report = build_sweep_report(store, "byol-fm")
+    assert report.params == ["method.ema_decay", "optimizer.lr", "train.batch_size"]
+    assert [t.number for t in report.trials] == [3, 0, 4, 2, 5, 1, 6, 7]  # by objective, then
+    assert [t.status for t in report.trials][-2:] == ["PRUNED", "FAILED"]  # pruned, failed
+    assert report.best is not None and report.best.run_id == ids[3]
+    assert report.best.objective == pytest.approx(0.9)
+    pruned = report.trials[-2]
+    assert pruned.objective is None and pruned.last_knn == pytest.approx(0.5)
+    assert pruned.epochs == 1 and report.trials[0].epochs == 2
+    assert report.log_scale == {"method.ema_decay": False, "optimizer.lr": True,
+                                "train.batch_size": False}
+    assert set(report.importance) == set(report.params)
+    assert sum(report.importance.values()) == pytest.approx(1.0)
+    assert max(report.importance, key=report.importance.get) == "method.ema_decay"
+
+
+def test_sweep_report_exports_and_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                        ) -> None:
+    path = str(tmp_path / "s.sqlite")
+    _sweep_db(path)
+    base = ["report", "--db", path, "--sweep", "byol-fm"]
+    assert main([*base, "-f", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["trial"] for r in rows] == ["3", "0", "4", "2", "5", "1", "6", "7"]
+    assert float(rows[0]["objective"]) == pytest.approx(0.9) and rows[-1]["objective"] == ""
+    assert main([*base, "-f", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["study"] == "byol-fm" and len(data["trials"]) == 8
+    assert data["trials"][0]["method.ema_decay"] == 0.999
+    assert main([*base, "-f", "markdown"]) == 0
+    md = capsys.readouterr().out
+    tables = [line for line in md.splitlines() if line.startswith("|")]
+    assert len(tables) == (2 + 8) + (2 + 3)  # trials table, importance table
+    assert main([*base, "-f", "html", "-o", str(tmp_path / "s.html")]) == 0
+    page = (tmp_path / "s.html").read_text()
+    assert page.count("<table>") == 2 and "method.ema_decay" in page
+    assert main([*base, "--plots", str(tmp_path / "figs")]) == 0
+    err = capsys.readouterr().err
+    assert "sweep_params.png (3 series)" in err and "sweep_importance.png (3 series)" in err
+    for name in ("sweep_params.png", "sweep_importance.png"):
+        assert (tmp_path / "figs" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["report", "--db", path, "--sweep", "nope"]) == 2
+    assert "no trials of that study (studies: byol-fm)" in capsys.readouterr().err
