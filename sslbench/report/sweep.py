@@ -55,7 +55,7 @@ class SweepReport:
 
 def build_sweep_report(store: Store, study: str) -> SweepReport:
     """The trials of ``study`` (any status) ranked, with parameter importance."""
-    runs = [r for r in load_runs(store, Filters(sweep=study, status=None)) if r.kind == "trial"]
+    runs = load_runs(store, Filters(sweep=study, status=None, kinds=("trial",)))
     if not runs:
         names = sorted({r.sweep_id for r in store.list_runs(kind="trial") if r.sweep_id})
         known = ", ".join(names) if names else "none in this DB"

@@ -41,6 +41,7 @@ class Filters:
     status: str | None = "COMPLETED"
     since: datetime | None = None
     until: datetime | None = None
+    kinds: tuple[str, ...] = ("pretrain",)  # sweep trials are reported by `report --sweep`
 
 
 @dataclass
@@ -191,7 +192,7 @@ def load_runs(store: Store, filters: Filters) -> list[ReportRun]:
     cols = (Run.id, Run.kind, Run.parent_id, Run.method, Run.dataset, Run.backbone, Run.status,
             Run.seed, Run.sweep_id, Run.trial_number, Run.config_json, Run.summary_json,
             Run.created_at, Run.started_at, Run.ended_at)
-    query = select(*cols).where(Run.kind.in_(PRETRAIN_KINDS))
+    query = select(*cols).where(Run.kind.in_(filters.kinds))
     if filters.dataset is not None:
         query = query.where(Run.dataset == filters.dataset)
     if filters.method:

@@ -293,5 +293,8 @@ def test_sweep_report_exports_and_plots(tmp_path: Path, capsys: pytest.CaptureFi
     assert "sweep_params.png (3 series)" in err and "sweep_importance.png (3 series)" in err
     for name in ("sweep_params.png", "sweep_importance.png"):
         assert (tmp_path / "figs" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the leaderboard proper leaves the trials to `--sweep`: one byol run, not nine
+    assert main(["report", "--db", path, "-f", "json"]) == 0
+    assert [r["runs"] for r in json.loads(capsys.readouterr().out)["rows"]] == [1]
     assert main(["report", "--db", path, "--sweep", "nope"]) == 2
     assert "no trials of that study (studies: byol-fm)" in capsys.readouterr().err
