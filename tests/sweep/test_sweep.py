@@ -78,12 +78,19 @@ def _check_consistent(db: str, storage: str | None, study: str, budget: int) -> 
     return trials
 
 
-def test_every_method_with_a_space_file_parses() -> None:
+def test_every_method_has_a_valid_space_file_with_its_defaults_inside() -> None:
+    from sslbench.methods import method_names
+    from sslbench.sweep.worker import SweepJob, baseline_params, check_job
+
     files = sorted(SWEEPS_DIR.glob("*.yaml"))
-    assert {f.stem for f in files} >= {"simclr", "byol"}
+    assert {f.stem for f in files} == set(method_names())
     for f in files:
         space = load_space(f)
         assert space.method == f.stem and space.params
+        check_job(SweepJob(f.stem, space, None, None))  # every bound builds a valid config
+        baseline = baseline_params(space)
+        assert baseline is not None, f"{f.name}: a default lies outside the space"
+        assert set(baseline) == {p.key for p in space.params}
 
 
 @pytest.mark.parametrize(("change", "needle"), [
