@@ -10,6 +10,7 @@ import optuna
 from optuna.trial import TrialState
 
 from sslbench.errors import UserError
+from sslbench.formatting import format_duration
 from sslbench.store import Store
 from sslbench.sweep.study import open_storage
 
@@ -69,11 +70,12 @@ def status_table(name: str, storage: str | None, store: Store) -> Any:
         duration = t.duration.total_seconds() if t.duration is not None else (
             (datetime.now(UTC) - t.datetime_start.astimezone(UTC)).total_seconds()
             if t.datetime_start is not None else None)
-        table.add_row(str(t.number), t.state.name,
+        table.add_row(f"{t.number} (defaults)" if t.user_attrs.get("baseline") else str(t.number),
+                      t.state.name,
                       "-" if t.value is None else f"{100 * t.value:.2f}",
                       str(t.user_attrs.get("run_id", "-")),
                       ", ".join(f"{k}={_short(v)}" for k, v in t.params.items()),
-                      "-" if duration is None else f"{duration:.0f}s")
+                      format_duration(duration))
     return Group(head, table)
 
 
