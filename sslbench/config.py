@@ -135,6 +135,7 @@ class TrainConfig:
     gpus: int | None = _f(None, lo=0)  # None: a GPU if there is one; 0: CPU
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     channels_last: bool = True  # on CUDA
+    compile: bool = False  # torch.compile the method's training step (first steps are slower)
     log_every: int = _f(50, lo=1)  # steps between progress updates (no per-step host syncs)
     output_dir: str = "runs"  # checkpoints go to OUTPUT_DIR/<run id>/
 

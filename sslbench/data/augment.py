@@ -19,8 +19,9 @@ sample of a batch the same view: not what contrastive and distillation methods n
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +36,9 @@ _GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to
 # RGB → YIQ (NTSC): Y is the luma above, I and Q the chroma plane that a hue shift rotates.
 _RGB_TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
 # inverted once here: torch.linalg.inv on a GPU would synchronise with the host at every call
-_YIQ_TO_RGB = torch.linalg.inv(torch.tensor(_RGB_TO_YIQ, dtype=torch.float64)).tolist()
+_YIQ_TO_RGB = tuple(
+    map(tuple, torch.linalg.inv(torch.tensor(_RGB_TO_YIQ, dtype=torch.float64)).tolist())
+)
 _SOLARIZE_THRESHOLD = 0.5  # 128/255 on uint8 images, as BYOL
 
 
@@ -132,50 +135,29 @@ class BatchAugment:
     def _geometry(
         self, x: torch.Tensor, cfg: ViewAugmentConfig, generator: torch.Generator | None
     ) -> torch.Tensor:
-        """RandomResizedCrop (scale, log-uniform ratio, up to 10 tries), flip and rotation, all in
-        one affine map from output to input coordinates and one bilinear `grid_sample`."""
+        """RandomResizedCrop, flip and rotation (see :func:`sample_geometry`), all in one affine
+        map from output to input coordinates and one bilinear `grid_sample`."""
         batch, channels, height, width = x.shape
-        device = x.device
-        tries = (batch, _CROP_TRIES)
-        area_scale = _uniform(tries, cfg.crop_min_scale, cfg.crop_max_scale, device, generator)
-        log_ratio = math.log(cfg.crop_min_ratio), math.log(cfg.crop_max_ratio)
-        ratio = _uniform(tries, *log_ratio, device, generator).exp()
-        # Box size as a fraction of the image side: w*h = scale*W*H and w/h = ratio (in pixels).
-        aspect = width / height
-        box_w = torch.sqrt(area_scale * ratio / aspect)
-        box_h = torch.sqrt(area_scale / ratio * aspect)
-        # First try that fits, as torchvision; when none fits, clamp the first try to the image.
-        fits = (box_w <= 1) & (box_h <= 1)
-        pick = fits.to(torch.uint8).argmax(dim=1, keepdim=True)
-        box_w = box_w.gather(1, pick).squeeze(1).clamp(max=1)
-        box_h = box_h.gather(1, pick).squeeze(1).clamp(max=1)
-        offsets = _uniform((batch, 3), 0.0, 1.0, device, generator)
-        # Box centre in normalised [-1, 1] coordinates, anywhere that keeps the box inside.
-        centre_x = (1 - box_w) * (2 * offsets[:, 0] - 1)
-        centre_y = (1 - box_h) * (2 * offsets[:, 1] - 1)
-        flip = torch.where(offsets[:, 2] < cfg.hflip_prob, -1.0, 1.0)
-        theta = torch.zeros(batch, 2, 3, device=device)
-        theta[:, 0, 2] = centre_x
-        theta[:, 1, 2] = centre_y
-        if cfg.rotation_prob > 0:
-            # input = centre + diag(box_w * flip, box_h) @ rotation(angle) @ output: the crop,
-            # resized, turned by the angle (exact for square images)
-            u = _uniform((batch, 2), 0.0, 1.0, device, generator)
-            angle = math.radians(cfg.rotation_degrees) * (2 * u[:, 1] - 1)
-            angle = torch.where(u[:, 0] < cfg.rotation_prob, angle, torch.zeros_like(angle))
-            cos, sin = angle.cos(), angle.sin()
-            theta[:, 0, 0] = box_w * flip * cos
-            theta[:, 0, 1] = -box_w * flip * sin
-            theta[:, 1, 0] = box_h * sin
-            theta[:, 1, 1] = box_h * cos
+        g = sample_geometry(batch, cfg, width / height, x.device, generator)
+        theta = torch.zeros(batch, 2, 3, device=x.device)
+        theta[:, 0, 2] = g.centre_x
+        theta[:, 1, 2] = g.centre_y
+        # input = centre + diag(box_w * flip, box_h) @ rotation(angle) @ output: the crop,
+        # resized, turned by the angle (exact for square images)
+        if g.angle is not None:
+            cos, sin = g.angle.cos(), g.angle.sin()
+            theta[:, 0, 0] = g.box_w * g.flip * cos
+            theta[:, 0, 1] = -g.box_w * g.flip * sin
+            theta[:, 1, 0] = g.box_h * sin
+            theta[:, 1, 1] = g.box_h * cos
         else:
-            theta[:, 0, 0] = box_w * flip
-            theta[:, 1, 1] = box_h
+            theta[:, 0, 0] = g.box_w * g.flip
+            theta[:, 1, 1] = g.box_h
         grid = F.affine_grid(
             theta, [batch, channels, self.out_size, self.out_size], align_corners=False
         )
         out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        if cfg.rotation_prob > 0:  # black where a turned crop reaches outside the image
+        if g.angle is not None:  # black where a turned crop reaches outside the image
             inside = (grid.abs() <= 1).all(dim=-1, keepdim=True).permute(0, 3, 1, 2)
             out = out.mul_(inside)
         return out
@@ -186,19 +168,17 @@ class BatchAugment:
         """Brightness x*b, contrast around the image's gray mean, then (RGB) one colour matrix
         per sample for saturation, hue and grayscale; clamped to [0, 1] after each stage."""
         batch, channels = x.shape[:2]
-        u = _uniform((batch, 3), 0.0, 1.0, x.device, generator)
-        selected = u[:, 0] < cfg.jitter_prob
+        jitter = sample_jitter(batch, cfg, x.device, generator)
         if cfg.brightness > 0 or cfg.contrast > 0:
-            brightness = _factor(u[:, 1], cfg.brightness, selected)
-            contrast = _factor(u[:, 2], cfg.contrast, selected).view(-1, 1, 1, 1)
-            x = x.mul_(brightness.view(-1, 1, 1, 1)).clamp_(0, 1)
+            contrast = jitter.contrast.view(-1, 1, 1, 1)
+            x = x.mul_(jitter.brightness.view(-1, 1, 1, 1)).clamp_(0, 1)
             gray = _to_gray(x) if channels == 3 else x
             mean = gray.mean(dim=(1, 2, 3), keepdim=True)
             # c*x + (1-c)*mean; exactly x when c == 1
             x = x.mul_(contrast).add_(mean * (1 - contrast)).clamp_(0, 1)
         if channels != 3 or (cfg.saturation == 0 and cfg.hue == 0 and cfg.grayscale_prob == 0):
             return x
-        matrix = _colour_matrix(cfg, selected, generator)
+        matrix = _colour_matrix(cfg, jitter.selected, generator)
         flat = torch.bmm(matrix, x.reshape(batch, 3, -1)).clamp_(0, 1)
         return flat.view_as(x)
 
@@ -239,6 +219,84 @@ def _factor(u: torch.Tensor, strength: float, selected: torch.Tensor) -> torch.T
     return torch.where(selected, low + (1 + strength - low) * u, torch.ones_like(u))
 
 
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+    """Per-sample crop/flip/rotation parameters, [B] tensors. Box sides are fractions of the
+    image's width and height; the centre is in normalised [-1, 1] coordinates; `flip` is -1
+    (mirrored) or 1; `angle` in radians, None when the view has no rotation."""
+
+    box_w: torch.Tensor
+    box_h: torch.Tensor
+    centre_x: torch.Tensor
+    centre_y: torch.Tensor
+    flip: torch.Tensor
+    angle: torch.Tensor | None
+
+
+def sample_geometry(
+    batch: int,
+    cfg: ViewAugmentConfig,
+    aspect: float,
+    device: torch.device,
+    generator: torch.Generator | None,
+) -> Geometry:
+    """RandomResizedCrop's parameters (Szegedy et al. 2015; torchvision's algorithm), per sample:
+    area fraction uniform in [crop_min_scale, crop_max_scale], aspect ratio log-uniform in
+    [crop_min_ratio, crop_max_ratio], the first of 10 tries that fits (else the first try clamped
+    to the image), a uniform position inside the image; a flip with `hflip_prob`; a rotation by
+    an angle uniform in ±rotation_degrees with `rotation_prob`. `aspect` is width / height."""
+    tries = (batch, _CROP_TRIES)
+    area_scale = _uniform(tries, cfg.crop_min_scale, cfg.crop_max_scale, device, generator)
+    log_ratio = math.log(cfg.crop_min_ratio), math.log(cfg.crop_max_ratio)
+    ratio = _uniform(tries, *log_ratio, device, generator).exp()
+    # Box size as a fraction of the image side: w*h = scale*W*H and w/h = ratio (in pixels).
+    box_w = torch.sqrt(area_scale * ratio / aspect)
+    box_h = torch.sqrt(area_scale / ratio * aspect)
+    fits = (box_w <= 1) & (box_h <= 1)
+    pick = fits.to(torch.uint8).argmax(dim=1, keepdim=True)
+    box_w = box_w.gather(1, pick).squeeze(1).clamp(max=1)
+    box_h = box_h.gather(1, pick).squeeze(1).clamp(max=1)
+    offsets = _uniform((batch, 3), 0.0, 1.0, device, generator)
+    angle = None
+    if cfg.rotation_prob > 0:
+        u = _uniform((batch, 2), 0.0, 1.0, device, generator)
+        angle = math.radians(cfg.rotation_degrees) * (2 * u[:, 1] - 1)
+        angle = torch.where(u[:, 0] < cfg.rotation_prob, angle, torch.zeros_like(angle))
+    return Geometry(
+        box_w=box_w,
+        box_h=box_h,
+        # anywhere that keeps the box inside the image
+        centre_x=(1 - box_w) * (2 * offsets[:, 0] - 1),
+        centre_y=(1 - box_h) * (2 * offsets[:, 1] - 1),
+        flip=torch.where(offsets[:, 2] < cfg.hflip_prob, -1.0, 1.0),
+        angle=angle,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Jitter:
+    """Per-sample colour-jitter draw, [B] tensors: whether the sample is jittered, and its
+    brightness and contrast factors (1 where not selected)."""
+
+    selected: torch.Tensor
+    brightness: torch.Tensor
+    contrast: torch.Tensor
+
+
+def sample_jitter(
+    batch: int, cfg: ViewAugmentConfig, device: torch.device, generator: torch.Generator | None
+) -> Jitter:
+    """ColorJitter's brightness and contrast factors, uniform in [max(0, 1 - s), 1 + s] for
+    strength s, applied to a sample with probability `jitter_prob` (torchvision's RandomApply)."""
+    u = _uniform((batch, 3), 0.0, 1.0, device, generator)
+    selected = u[:, 0] < cfg.jitter_prob
+    return Jitter(
+        selected=selected,
+        brightness=_factor(u[:, 1], cfg.brightness, selected),
+        contrast=_factor(u[:, 2], cfg.contrast, selected),
+    )
+
+
 def _colour_matrix(
     cfg: ViewAugmentConfig, selected: torch.Tensor, generator: torch.Generator | None
 ) -> torch.Tensor:
@@ -252,12 +310,12 @@ def _colour_matrix(
     batch, device = selected.shape[0], selected.device
     u = _uniform((batch, 3), 0.0, 1.0, device, generator)
     eye = torch.eye(3, device=device).expand(batch, 3, 3)
-    luma = torch.tensor(_GRAY_WEIGHTS, device=device).view(1, 1, 3).expand(batch, 3, 3)
+    luma = _constant(_GRAY_WEIGHTS, device, torch.float32).view(1, 1, 3).expand(batch, 3, 3)
     saturation = _factor(u[:, 0], cfg.saturation, selected).view(-1, 1, 1)
     matrix = saturation * eye + (1 - saturation) * luma
     if cfg.hue > 0:
         angle = 2 * math.pi * cfg.hue * (2 * u[:, 1] - 1) * selected
-        to_yiq, to_rgb = (torch.tensor(m, device=device) for m in (_RGB_TO_YIQ, _YIQ_TO_RGB))
+        to_yiq, to_rgb = (_constant(m, device, torch.float32) for m in (_RGB_TO_YIQ, _YIQ_TO_RGB))
         rotation = torch.zeros(batch, 3, 3, device=device)
         rotation[:, 0, 0] = 1
         rotation[:, 1, 1], rotation[:, 1, 2] = angle.cos(), -angle.sin()
@@ -277,6 +335,13 @@ def _uniform(
     return low + (high - low) * torch.rand(shape, device=device, generator=generator)
 
 
+@functools.lru_cache(maxsize=64)
+def _constant(values: Sequence[Any], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A constant tensor made once per device: `torch.tensor(..., device="cuda")` copies from
+    pageable host memory, which waits for the stream (a host sync) at every call."""
+    return torch.tensor(values, dtype=dtype, device=device)
+
+
 def _to_gray(x: torch.Tensor) -> torch.Tensor:
-    weights = torch.tensor(_GRAY_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    weights = _constant(_GRAY_WEIGHTS, x.device, x.dtype).view(1, 3, 1, 1)
     return (x * weights).sum(dim=1, keepdim=True)

@@ -26,6 +26,10 @@ from sslbench.train.optim import build_optimizer, build_scheduler
 from sslbench.train.progress import TrainProgress
 
 EpochHook = Callable[[int, int, dict[str, float]], None]  # (epoch, global step, metrics)
+StepHook = Callable[[int], None]  # (global step), after the optimizer step
+# (uint8 batch, generator, view 1 or 2) -> float view; BatchAugment by default, another view
+# source in the benchmarks (sslbench.bench: views prepared in advance, a DataLoader)
+ViewMaker = Callable[[torch.Tensor, torch.Generator, int], torch.Tensor]
 
 
 @dataclass
@@ -65,8 +69,13 @@ def pretrain(
     checkpoint_dir: Path,
     on_epoch_end: EpochHook | None = None,
     show_progress: bool = True,
+    augment: ViewMaker | None = None,
+    on_step_end: StepHook | None = None,
 ) -> PretrainResult:
-    """Train ``method`` on the train split of ``dataset``; a checkpoint after every epoch."""
+    """Train ``method`` on the train split of ``dataset``; a checkpoint after every epoch.
+
+    ``augment`` replaces the configured :class:`BatchAugment` (the benchmarks time the same loop
+    with other view sources); ``on_step_end`` is called after every optimizer step."""
     t = cfg.train
     images = dataset.pretrain_images.to(device)
     n, batch = images.shape[0], t.batch_size
@@ -82,8 +91,11 @@ def pretrain(
     method.to(device, memory_format=memory_format).train()
     optimizer = build_optimizer(method, cfg.optimizer)
     scheduler = build_scheduler(optimizer, cfg.optimizer, total_steps, steps_per_epoch)
-    augment = BatchAugment(cfg.augment, mean=dataset.info.mean, std=dataset.info.std,
-                           out_size=dataset.info.image_size)
+    if augment is None:
+        augment = BatchAugment(cfg.augment, mean=dataset.info.mean, std=dataset.info.std,
+                               out_size=dataset.info.image_size)
+    # compiled with the method's modules inside; the state dict keeps its keys
+    training_step = torch.compile(method.training_step) if t.compile else method.training_step
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda and t.amp
                 else contextlib.nullcontext())
     # Separate streams: the data order and the augmentations are both fixed by the seed.
@@ -105,7 +117,7 @@ def pretrain(
                 view1 = augment(x, aug_gen, view=1).contiguous(memory_format=memory_format)
                 view2 = augment(x, aug_gen, view=2).contiguous(memory_format=memory_format)
                 with autocast:
-                    loss, _ = method.training_step(view1, view2)
+                    loss, _ = training_step(view1, view2)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.optimizer.grad_clip > 0:
@@ -114,6 +126,8 @@ def pretrain(
                 scheduler.step()
                 step += 1
                 method_logs = method.on_train_step_end(step, total_steps)
+                if on_step_end is not None:
+                    on_step_end(step)
 
                 # Record the first non-finite step without a host sync; checked every log_every.
                 loss = loss.detach().float()
