@@ -59,3 +59,97 @@ def bench_report(
                              rows=float(rows))
         store.finish_run(run_id, "COMPLETED")
     typer.echo(f"recorded as run {run_id}")
+
+
+MethodArg = Annotated[str, typer.Argument(help="Method (see `sslbench methods`).")]
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c",
+                                                   help="YAML config (a recipe).")]
+SetOption = Annotated[list[str] | None, typer.Option(
+    "--set", help="A config override key=value, e.g. --set model.width=64 (repeatable).")]
+DataDirOption = Annotated[str | None, typer.Option(
+    help="Root holding one folder per dataset [env SSLBENCH_DATA].")]
+GpusOption = Annotated[int | None, typer.Option(
+    help="0: CPU; 1: one GPU [default: a GPU if there is one].")]
+NoRecord = Annotated[bool, typer.Option("--no-record", help="Print only.")]
+
+
+@bench_app.command("throughput")
+def bench_throughput(
+    method: MethodArg = "simclr",
+    backbone: Annotated[str | None, typer.Option(
+        help="convnet, resnet18 or resnet50 [the dataset's default].")] = None,
+    width: Annotated[int | None, typer.Option(help="Backbone width.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per step.")] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Timed steps per round.")] = 20,
+    warmup: Annotated[int, typer.Option(min=1, help="Untimed steps before them.")] = 2,
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds, each timing every data path in "
+                                                    "turn (medians shown).")] = 3,
+    workers: Annotated[int, typer.Option(min=0, help="DataLoader workers of the conventional "
+                                                     "PIL pipeline; 0 skips it.")] = 2,
+    dataset: Annotated[str | None, typer.Option(help="Dataset [fashion-mnist].")] = None,
+    random_data: Annotated[bool, typer.Option(
+        "--random-data", help="Random uint8 images of the dataset's shape (no files needed).")
+    ] = False,
+    peak_tflops: Annotated[float | None, typer.Option(
+        help="Peak TFLOP/s of the device, for the MFU [known GPUs: from their data sheet].")
+    ] = None,
+    config: ConfigOption = None,
+    overrides: SetOption = None,
+    data_dir: DataDirOption = None,
+    gpus: GpusOption = None,
+    db: DbOption = None,
+    no_record: NoRecord = False,
+) -> None:
+    """Images/s of (a) the training step with sslbench's data path, (b) the same step on views
+    prepared in advance (the ceiling), (c) the overhead 1 - a/b, (d) the conventional PIL pipeline
+    in DataLoader workers, (e) a/d and b/d; model FLOPs, MFU and peak memory."""
+    from sslbench.bench.runs import run_throughput
+    from sslbench.config import resolve_config
+
+    flags = {"model.backbone": backbone, "model.width": width, "train.batch_size": batch_size,
+             "data.dataset": dataset, "data.data_dir": data_dir, "train.gpus": gpus}
+    cfg = resolve_config(method, config_file=config, flags=flags, overrides=overrides or [])
+    run_throughput(cfg, steps=steps, warmup=warmup, rounds=rounds, workers=workers,
+                   random_data=random_data, peak_tflops=peak_tflops, db=db,
+                   record=not no_record, echo=typer.echo)
+
+
+@bench_app.command("time-to-accuracy")
+def bench_time_to_accuracy(
+    method: MethodArg = "simclr",
+    every: Annotated[float, typer.Option(min=1, help="Seconds of training between linear "
+                                                     "probes.")] = 120.0,
+    budget: Annotated[float, typer.Option(min=1, help="Training seconds at most (probes "
+                                                      "excluded).")] = 900.0,
+    epochs: Annotated[int | None, typer.Option(help="Pretraining epochs (the schedule).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per step.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset [fashion-mnist].")] = None,
+    config: ConfigOption = None,
+    overrides: SetOption = None,
+    data_dir: DataDirOption = None,
+    gpus: GpusOption = None,
+    db: DbOption = None,
+    no_record: NoRecord = False,
+) -> None:
+    """Pretrain a recipe (METHOD, --config, --set) and print the linear-probe accuracy at fixed
+    points of training time: the time-to-accuracy curve."""
+    from sslbench.bench.runs import run_time_to_accuracy
+    from sslbench.config import resolve_config
+
+    flags = {"train.epochs": epochs, "train.batch_size": batch_size, "data.dataset": dataset,
+             "data.data_dir": data_dir, "train.gpus": gpus}
+    cfg = resolve_config(method, config_file=config, flags=flags, overrides=overrides or [])
+    run_time_to_accuracy(cfg, every_s=every, budget_s=budget, db=db, record=not no_record,
+                         echo=typer.echo)
+
+
+@bench_app.command("startup")
+def bench_startup(
+    repeats: Annotated[int, typer.Option(min=1, help="Timed runs (median shown).")] = 5,
+    db: DbOption = None,
+    no_record: NoRecord = False,
+) -> None:
+    """Wall time of `sslbench --help` in a fresh interpreter (target: under half a second)."""
+    from sslbench.bench.runs import run_startup
+
+    run_startup(repeats, db, record=not no_record, echo=typer.echo)

@@ -1,0 +1,204 @@
+"""The benchmarks as recorded runs: check the input, measure, print, store a run of kind ``bench``.
+
+A run is created (RUNNING) once the input is known to be good and ends COMPLETED with its summary
+and per-round metrics, or FAILED with the reason (``sslbench.runner.recording``).
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+from sslbench.config import RunConfig
+from sslbench.runner import Echo
+from sslbench.store import Store
+
+
+def run_throughput(cfg: RunConfig, *, steps: int, warmup: int, rounds: int, workers: int,
+                   random_data: bool, peak_tflops: float | None, db: str | None,
+                   record: bool = True, echo: Echo = print) -> dict[str, float]:
+    """Measure (a)-(e) of :mod:`sslbench.bench.throughput` and model FLOPs; returns the summary."""
+    import torch
+
+    from sslbench.bench import flops as flops_mod
+    from sslbench.bench.throughput import (
+        ThroughputSettings,
+        measure,
+        peak_memory_mb,
+        prepare_views,
+        random_dataset,
+    )
+    from sslbench.data import load_dataset
+    from sslbench.errors import UserError
+    from sslbench.methods import build_method
+    from sslbench.runner import _device_name, recording
+    from sslbench.train.device import resolve_device, seed_everything
+
+    device = resolve_device(cfg.train.gpus)
+    batch = cfg.train.batch_size
+    needed = (warmup + steps) * batch
+    if random_data:
+        dataset = random_dataset(cfg.data.dataset, needed, seed=cfg.train.seed)
+    else:
+        dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir, download=cfg.data.download,
+                               seed=cfg.train.seed, class_list=cfg.data.class_list,
+                               image_size=cfg.data.image_size)
+    if dataset.pretrain_images.shape[0] < needed:
+        raise UserError(f"{warmup + steps} steps of batch {batch} need {needed} images; "
+                        f"{cfg.data.dataset} has {dataset.pretrain_images.shape[0]}: use fewer "
+                        "--steps or a smaller --batch-size")
+    settings = ThroughputSettings(steps=steps, warmup=warmup, rounds=rounds, workers=workers)
+    device_name = _device_name(device)
+    peak = peak_tflops or (flops_mod.peak_tflops(device_name) if device.type == "cuda" else None)
+    config = {"bench": "throughput", "settings": settings.__dict__, "random_data": random_data,
+              "peak_tflops": peak, "run": cfg.to_dict()}
+    echo(f"throughput of {cfg.method_name} / {cfg.model.backbone} (width {cfg.model.width}) on "
+         f"{cfg.data.dataset} ({dataset.source}), batch {batch}, {steps} timed steps "
+         f"after {warmup}, {rounds} rounds, on {device_name}")
+    with Store.open(db, create=True) if record else _NoStore() as store:
+        run_id = store.create_run(kind="bench", method=cfg.method_name, dataset=cfg.data.dataset,
+                                  config=config, seed=cfg.train.seed,
+                                  backbone=cfg.model.backbone, device=device_name)
+        with recording(store, run_id):
+            seed_everything(cfg.train.seed)
+            counted = build_method(cfg, dataset.info.channels).to(device)
+            small = replace_batch(cfg, min(batch, 8))
+            views = prepare_views(small, dataset, device, 1)
+            flops_per_image = flops_mod.training_flops_per_image(counted, (views[0], views[1]))
+            del counted, views
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            result = measure(cfg, dataset, device, settings, echo=echo)
+            summary = {**result.summary(), **peak_memory_mb(device),
+                       "flops_per_img": flops_per_image,
+                       "real_tflops": flops_per_image * result.real / 1e12}
+            if peak is not None:
+                summary["mfu"] = summary["real_tflops"] / peak
+            for path, rates in result.rounds.items():
+                for i, rate in enumerate(rates):
+                    store.log_metrics(run_id, {f"{path}_img_s": rate}, step=i)
+            store.update_summary(run_id, **summary)
+    echo(format_throughput(summary, dataset.info.name))
+    if record:
+        echo(f"recorded as run {run_id}")
+    return summary
+
+
+def replace_batch(cfg: RunConfig, batch: int) -> RunConfig:
+    import dataclasses
+
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=batch))
+
+
+def format_throughput(s: dict[str, float], dataset: str) -> str:
+    lines = [f"(a) real training step, sslbench data path: {s['real_img_s']:9.1f} img/s",
+             f"(b) forward+backward+step on prepared views: {s['ceiling_img_s']:9.1f} img/s",
+             f"(c) data-path overhead 1 - a/b:              {100 * s['overhead']:9.1f} %"]
+    if "conventional_img_s" in s:
+        lines += [f"(d) conventional (PIL + DataLoader workers): "
+                  f"{s['conventional_img_s']:9.1f} img/s",
+                  f"(e) a/d = {s['real_over_conventional']:.2f}x, "
+                  f"b/d = {s['ceiling_over_conventional']:.2f}x"]
+    lines.append(f"model FLOPs {s['flops_per_img'] / 1e9:.3f} GFLOP per image (2 views, fwd+bwd)"
+                 f" → {s['real_tflops']:.3f} TFLOP/s"
+                 + (f", MFU {100 * s['mfu']:.1f} %" if "mfu" in s else ""))
+    epoch_images = {"cifar10": 50_000, "cifar100": 50_000, "fashion-mnist": 60_000,
+                    "mnist": 60_000}.get(dataset)
+    if epoch_images:
+        lines.append(f"an epoch of {dataset} ({epoch_images} images) at (a): "
+                     f"{epoch_images / s['real_img_s']:.1f} s")
+    memory = f"peak RSS {s['peak_rss_mb']:.0f} MiB (largest worker {s['peak_worker_rss_mb']:.0f})"
+    if "peak_gpu_mb" in s:
+        memory += f", peak GPU memory {s['peak_gpu_mb']:.0f} MiB"
+    lines.append(memory)
+    return "\n".join(lines)
+
+
+def run_time_to_accuracy(cfg: RunConfig, *, every_s: float, budget_s: float, db: str | None,
+                         record: bool = True, echo: Echo = print) -> list[dict[str, float]]:
+    """Pretrain ``cfg`` with linear probes every ``every_s`` training seconds (see
+    :mod:`sslbench.bench.time_to_accuracy`); returns the curve."""
+    from sslbench.bench.time_to_accuracy import Checkpoint, time_to_accuracy
+    from sslbench.data import load_dataset
+    from sslbench.runner import _device_name, recording
+    from sslbench.train.device import resolve_device
+
+    device = resolve_device(cfg.train.gpus)
+    dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir, download=cfg.data.download,
+                           seed=cfg.train.seed, class_list=cfg.data.class_list,
+                           image_size=cfg.data.image_size)
+    config = {"bench": "time-to-accuracy", "every_s": every_s, "budget_s": budget_s,
+              "run": cfg.to_dict()}
+    echo(f"time to accuracy of {cfg.method_name} / {cfg.model.backbone} (width "
+         f"{cfg.model.width}) on {cfg.data.dataset}: {cfg.train.epochs} epochs, batch "
+         f"{cfg.train.batch_size}, probe every {every_s:.0f} s, budget {budget_s:.0f} s")
+    with Store.open(db, create=True) if record else _NoStore() as store:
+        run_id = store.create_run(kind="bench", method=cfg.method_name, dataset=cfg.data.dataset,
+                                  config=config, seed=cfg.train.seed,
+                                  backbone=cfg.model.backbone, device=_device_name(device))
+
+        def log(point: Checkpoint) -> None:
+            echo(f"  {point.train_s:7.1f} s  step {point.step:6d}  linear top-1 "
+                 f"{100 * point.top1:.2f} %")
+            store.log_metrics(run_id, {"linear_top1": point.top1, "train_s": point.train_s},
+                              step=point.step)
+
+        with recording(store, run_id):
+            curve = time_to_accuracy(cfg, dataset, device, every_s=every_s, budget_s=budget_s,
+                                     on_checkpoint=log)
+            best = max(curve, key=lambda p: p.top1)
+            store.update_summary(run_id, final_top1=curve[-1].top1, final_train_s=curve[-1].train_s,
+                                 best_top1=best.top1, best_train_s=best.train_s)
+    if record:
+        echo(f"recorded as run {run_id}")
+    return [{"train_s": p.train_s, "step": p.step, "top1": p.top1} for p in curve]
+
+
+def run_startup(repeats: int, db: str | None, record: bool = True,
+                echo: Echo = print) -> dict[str, float]:
+    """Wall time of ``sslbench --help`` in a fresh interpreter (median of ``repeats``)."""
+    timings = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "sslbench", "--help"], check=True,
+                       capture_output=True)
+        timings.append(time.perf_counter() - t0)
+    summary = {"help_s": statistics.median(timings), "help_min_s": min(timings)}
+    echo(f"`sslbench --help`: median {summary['help_s']:.3f} s over {repeats} "
+         f"(min {summary['help_min_s']:.3f} s)")
+    if record:
+        with Store.open(db, create=True) as store:
+            run_id = store.create_run(kind="bench", method="startup", dataset="none",
+                                      config={"bench": "startup", "repeats": repeats}, seed=0,
+                                      device="cpu")
+            for i, t in enumerate(timings):
+                store.log_metrics(run_id, {"help_s": t}, step=i)
+            store.update_summary(run_id, **summary)
+            store.finish_run(run_id, "COMPLETED")
+        echo(f"recorded as run {run_id}")
+    return summary
+
+
+class _NoStore:
+    """Stands in for the store with ``--no-record``: accepts the calls, keeps nothing."""
+
+    def __enter__(self) -> _NoStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def create_run(self, **kwargs: Any) -> int:
+        return 0
+
+    def log_metrics(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def update_summary(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def finish_run(self, *args: Any, **kwargs: Any) -> None:
+        return None

@@ -1,0 +1,200 @@
+"""The benchmarks' bookkeeping on tiny synthetic settings: ratios, clocks, view sources, FLOP
+counts and the recorded runs (never their speed)."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from sslbench.bench.conventional import LoaderViews, TwoViewPILDataset, pil_transform
+from sslbench.bench.flops import peak_tflops, training_flops_per_image
+from sslbench.bench.throughput import (
+    PreparedViews,
+    StepClock,
+    Throughput,
+    ThroughputSettings,
+    measure,
+    random_dataset,
+)
+from sslbench.bench.time_to_accuracy import CheckpointClock, _BudgetSpent, time_to_accuracy
+from sslbench.cli import main
+from sslbench.config import ViewAugmentConfig, resolve_config
+from sslbench.data import load_dataset
+from sslbench.store import Store
+
+
+def tiny_cfg(method: str = "simclr", *extra: str):  # type: ignore[no-untyped-def]
+    return resolve_config(method, overrides=["data.dataset=synthetic", "train.batch_size=8",
+                                             "model.width=4", "train.gpus=0", *extra])
+
+
+def test_ratios_and_medians() -> None:
+    result = Throughput.from_rounds({"real": [70.0, 80.0, 95.0], "ceiling": [100.0, 90.0, 110.0],
+                                     "conventional": [40.0, 10.0, 41.0]})
+    assert (result.real, result.ceiling, result.conventional) == (80.0, 100.0, 40.0)
+    summary = result.summary()
+    assert summary["overhead"] == pytest.approx(0.2)  # 1 - 80/100
+    assert summary["real_over_conventional"] == pytest.approx(2.0)
+    assert summary["ceiling_over_conventional"] == pytest.approx(2.5)
+    without = Throughput.from_rounds({"real": [50.0], "ceiling": [100.0]}).summary()
+    assert without == {"real_img_s": 50.0, "ceiling_img_s": 100.0, "overhead": 0.5}
+
+
+def test_step_clock_marks_the_warmup_and_the_last_step() -> None:
+    clock = StepClock(warmup=2, last=5, device=torch.device("cpu"))
+    for step in range(1, 6):
+        clock(step)
+    assert sorted(clock.marks) == [2, 5] and clock.seconds() >= 0
+
+
+def test_prepared_views_cycle() -> None:
+    views = [torch.full((1,), float(i)) for i in range(3)]
+    maker = PreparedViews(views)
+    served = [maker(torch.empty(0), torch.Generator(), view=1 + i % 2).item() for i in range(7)]
+    assert served == [0, 1, 2, 0, 1, 2, 0]
+
+
+def test_pil_pipeline_gives_two_normalised_views_per_image() -> None:
+    cfg = ViewAugmentConfig(crop_min_scale=1.0, crop_min_ratio=1.0, crop_max_ratio=1.0,
+                            hflip_prob=0.0, jitter_prob=0.0)
+    images = load_dataset("synthetic").train_images[:4]
+    transform = pil_transform(cfg, mean=(0.5,), std=(0.25,), size=28, channels=1)
+    views = LoaderViews(TwoViewPILDataset(images, transform, transform), batch_size=4, workers=0)
+    view1 = views(images, torch.Generator(), view=1)
+    view2 = views(images, torch.Generator(), view=2)
+    assert view1.shape == view2.shape == (4, 1, 28, 28)
+    # identity settings: both views are the normalised images (in the loader's shuffled order)
+    torch.testing.assert_close(view1, view2)
+    expected = (images.float() / 255 - 0.5) / 0.25
+    distances = torch.cdist(view1.flatten(1), expected.flatten(1))
+    assert distances.min(dim=1).values.max() < 1e-4
+
+
+def test_rgb_transform_covers_the_colour_recipe() -> None:
+    cfg = ViewAugmentConfig(saturation=0.4, hue=0.1, grayscale_prob=0.2, blur_prob=0.5,
+                            solarize_prob=0.2, rotation_prob=0.5)
+    names = [type(t).__name__ for t in pil_transform(cfg, mean=(0.5,) * 3, std=(0.2,) * 3,
+                                                     size=32, channels=3).transforms]
+    assert names.count("RandomApply") == 3 and "RandomGrayscale" in names
+    assert "RandomSolarize" in names and names[-2:] == ["ToTensor", "Normalize"]
+
+
+def test_measure_times_every_path_each_round() -> None:
+    cfg = tiny_cfg()
+    dataset = load_dataset("synthetic")
+    settings = ThroughputSettings(steps=2, warmup=1, rounds=2, workers=0)
+    result = measure(cfg, dataset, torch.device("cpu"), settings, echo=lambda line: None)
+    assert set(result.rounds) == {"real", "ceiling"} and result.conventional is None
+    assert all(len(r) == 2 and min(r) > 0 for r in result.rounds.values())
+
+
+def test_flops_of_a_linear_step_are_counted_by_hand() -> None:
+    class LinearMethod(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = nn.Linear(5, 3, bias=False)
+
+        def training_step(self, v1: torch.Tensor, v2: torch.Tensor):  # type: ignore[no-untyped-def]
+            return self.layer(torch.cat([v1, v2])).sum(), {}
+
+    views = (torch.randn(4, 5), torch.randn(4, 5))
+    # forward 2·(2B)·5·3, backward (weight gradient only) the same: per image 2 · 2 · 2 · 15
+    assert training_flops_per_image(LinearMethod(), views) == 2 * 2 * 2 * 15
+
+
+def test_peak_tflops_of_known_gpus() -> None:
+    assert peak_tflops("cuda:NVIDIA H100 80GB HBM3") == 989.0
+    assert peak_tflops("cuda:NVIDIA RTX A6000") == 154.8
+    assert peak_tflops("cuda:Some Other GPU") is None
+
+
+def test_random_dataset_has_the_shape_of_the_named_one() -> None:
+    data = random_dataset("cifar10", 6)
+    assert data.train_images.shape == (6, 3, 32, 32) and data.train_images.dtype == torch.uint8
+    assert data.info.name == "cifar10" and data.source == "random(seed=0)"
+
+
+def test_checkpoint_clock_excludes_probe_time_and_stops_at_the_budget() -> None:
+    now = [0.0]
+    probes: list[float] = []
+
+    def probe() -> float:
+        now[0] += 100.0  # a probe takes 100 s of wall time, not of training time
+        return 0.5
+
+    clock = CheckpointClock(every_s=10, budget_s=25, probe=probe,
+                            on_checkpoint=lambda p: probes.append(p.train_s),
+                            clock=lambda: now[0])
+    with pytest.raises(_BudgetSpent):
+        for step in range(1, 100):
+            now[0] += 4.0  # each step trains 4 s
+            clock(step)
+    assert probes == [12.0, 20.0, 28.0]
+    assert [p.step for p in clock.curve] == [3, 5, 7]
+
+
+def test_time_to_accuracy_probes_until_the_end_of_the_schedule() -> None:
+    cfg = tiny_cfg("simclr", "train.epochs=1")
+    full = load_dataset("synthetic")
+    dataset = replace(full, train_images=full.train_images[:40])
+    curve = time_to_accuracy(cfg, dataset, torch.device("cpu"), every_s=1e6, budget_s=1e6,
+                             probe=lambda method: 0.25)
+    steps = 40 // 8
+    assert [(p.step, p.top1) for p in curve] == [(steps, 0.25)]
+
+
+@pytest.fixture
+def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("SSLBENCH_DB", raising=False)
+    return tmp_path / "bench.sqlite"
+
+
+def test_throughput_is_recorded_as_a_bench_run(db: Path, capsys: pytest.CaptureFixture[str]
+                                               ) -> None:
+    code = main(["bench", "throughput", "byol", "--dataset", "synthetic", "--width", "4",
+                 "--batch-size", "8", "--steps", "1", "--warmup", "1", "--rounds", "2",
+                 "--workers", "0", "--gpus", "0", "--db", str(db)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "(c) data-path overhead" in out and "recorded as run 1" in out
+    with Store.open(str(db)) as store:
+        run = store.get_run(1)
+    assert (run.kind, run.status, run.method, run.dataset) == ("bench", "COMPLETED", "byol",
+                                                               "synthetic")
+    s = run.summary
+    assert s["overhead"] == pytest.approx(1 - s["real_img_s"] / s["ceiling_img_s"])
+    assert s["flops_per_img"] > 0 and s["peak_rss_mb"] > 0
+    assert s["real_tflops"] == pytest.approx(s["flops_per_img"] * s["real_img_s"] / 1e12)
+    assert sorted((m.key, m.step) for m in run.metrics) == [
+        ("ceiling_img_s", 0), ("ceiling_img_s", 1), ("real_img_s", 0), ("real_img_s", 1)]
+    assert run.config["bench"] == "throughput" and run.config["run"]["method"]["name"] == "byol"
+
+
+def test_too_many_steps_is_bad_input_and_records_nothing(
+        db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", "throughput", "--dataset", "synthetic", "--batch-size", "64",
+                 "--steps", "1000", "--gpus", "0", "--db", str(db)])
+    assert code == 2
+    assert "1002 steps of batch 64 need 64128 images" in capsys.readouterr().err
+    if db.exists():
+        with sqlite3.connect(db) as con:
+            assert con.execute("select count(*) from runs").fetchone()[0] == 0
+
+
+def test_time_to_accuracy_and_startup_are_recorded(db: Path) -> None:
+    assert main(["bench", "time-to-accuracy", "--dataset", "synthetic", "--epochs", "1",
+                 "--set", "model.width=4", "--set", "eval.linear.epochs=1", "--gpus", "0",
+                 "--db", str(db)]) == 0
+    assert main(["bench", "startup", "--repeats", "1", "--db", str(db)]) == 0
+    with Store.open(str(db)) as store:
+        tta, startup = store.get_run(1), store.get_run(2)
+    assert tta.kind == startup.kind == "bench" and tta.status == "COMPLETED"
+    assert {m.key for m in tta.metrics} == {"linear_top1", "train_s"}
+    assert 0 <= tta.summary["final_top1"] <= 1
+    assert tta.summary["best_top1"] >= tta.summary["final_top1"]
+    assert startup.summary["help_s"] > 0 and len(startup.metrics) == 1
