@@ -5,9 +5,15 @@ from dataclasses import replace
 import pytest
 import torch
 
-from sslbench.config import AugmentConfig, ViewOverrides
+from sslbench.config import AugmentConfig, ViewAugmentConfig, ViewOverrides
 from sslbench.data import load_dataset
-from sslbench.data.augment import BatchAugment, normalize
+from sslbench.data.augment import (
+    BatchAugment,
+    Geometry,
+    normalize,
+    sample_geometry,
+    sample_jitter,
+)
 
 MEAN, STD = (0.2860,), (0.3530,)
 NO_JITTER_FULL_CROP = AugmentConfig(
@@ -235,3 +241,109 @@ def test_full_rgb_recipe_is_per_sample_and_seeded(rgb_images: torch.Tensor) -> N
     assert torch.equal(rgb(cfg, rgb_images, seed=5), rgb(cfg, rgb_images, seed=5))
     assert not torch.equal(rgb(cfg, rgb_images, seed=5), rgb(cfg, rgb_images, seed=6))
     assert out.min() >= -1e-5 and out.max() <= 1 + 1e-5
+
+
+# -- the distribution of the per-sample parameters (many samples, fixed seed) -----------------
+
+N_DRAWS = 20_000
+
+
+def geometry(cfg: ViewAugmentConfig, aspect: float = 1.0, seed: int = 0) -> Geometry:
+    return sample_geometry(N_DRAWS, cfg, aspect, torch.device("cpu"), seeded(seed))
+
+
+def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.corrcoef(torch.stack([a.float(), b.float()]))[0, 1])
+
+
+def test_crop_area_and_aspect_ratio_stay_within_their_bounds() -> None:
+    cfg = ViewAugmentConfig(crop_min_scale=0.25, crop_max_scale=0.8, crop_min_ratio=0.75,
+                            crop_max_ratio=4 / 3)
+    for aspect in (1.0, 1.5):  # square and 3:2 images
+        g = geometry(cfg, aspect)
+        area = g.box_w * g.box_h
+        ratio = g.box_w / g.box_h * aspect  # width / height in pixels
+        assert area.min() >= 0.25 - 1e-6 and area.max() <= 0.8 + 1e-6
+        assert ratio.min() >= 0.75 - 1e-6 and ratio.max() <= 4 / 3 + 1e-6
+        # the box lies inside the image: |centre| + half-size ≤ 1 in [-1, 1] coordinates
+        assert (g.centre_x.abs() <= 1 - g.box_w + 1e-6).all()
+        assert (g.centre_y.abs() <= 1 - g.box_h + 1e-6).all()
+
+
+def test_crop_parameters_follow_torchvisions_random_resized_crop() -> None:
+    # Same scale/ratio law as torchvision's RandomResizedCrop.get_params (on a large image, so
+    # its rounding to whole pixels does not matter): quantiles of the area and of log(ratio).
+    from torchvision.transforms import RandomResizedCrop
+
+    cfg = ViewAugmentConfig()  # scale [0.25, 1], ratio [3/4, 4/3]: many first tries do not fit
+    g = geometry(cfg)
+    ours_area, ours_ratio = g.box_w * g.box_h, (g.box_w / g.box_h).log()
+    torch.manual_seed(0)
+    side = 1000
+    image = torch.empty(1, side, side)
+    boxes = torch.tensor([RandomResizedCrop.get_params(image, [0.25, 1.0], [3 / 4, 4 / 3])[2:]
+                          for _ in range(4000)], dtype=torch.float64)
+    ref_area = boxes[:, 0] * boxes[:, 1] / side**2
+    ref_ratio = (boxes[:, 1] / boxes[:, 0]).log()
+    q = torch.tensor([0.1, 0.25, 0.5, 0.75, 0.9], dtype=torch.float64)
+    torch.testing.assert_close(ours_area.double().quantile(q), ref_area.quantile(q),
+                               atol=0.02, rtol=0)
+    torch.testing.assert_close(ours_ratio.double().quantile(q), ref_ratio.quantile(q),
+                               atol=0.02, rtol=0)
+
+
+def test_flip_rate_matches_its_probability() -> None:
+    for prob in (0.5, 0.2):
+        flipped = (geometry(ViewAugmentConfig(hflip_prob=prob)).flip < 0).float()
+        assert abs(flipped.mean().item() - prob) < 0.015  # ±4.5 standard errors at 20 000
+
+
+def test_parameters_are_drawn_independently_per_sample_and_per_view() -> None:
+    cfg = ViewAugmentConfig()
+    generator = seeded(3)
+    first = sample_geometry(N_DRAWS, cfg, 1.0, torch.device("cpu"), generator)
+    second = sample_geometry(N_DRAWS, cfg, 1.0, torch.device("cpu"), generator)  # the next view
+    area = first.box_w * first.box_h
+    pairs = [
+        (first.flip[1:], first.flip[:-1]),  # neighbouring samples of a batch
+        (area[1:], area[:-1]),
+        (first.flip, area),  # flip and crop of one sample
+        (first.centre_x, first.centre_y),
+        (first.flip, second.flip),  # the two views of one image
+        (area, second.box_w * second.box_h),
+    ]
+    for a, b in pairs:
+        assert abs(correlation(a, b)) < 0.04  # ≈ 5.6 standard errors of a zero correlation
+
+
+def test_jitter_factors_are_uniform_in_their_range_and_applied_with_their_probability() -> None:
+    cfg = ViewAugmentConfig(jitter_prob=0.8, brightness=0.4, contrast=0.2)
+    jitter = sample_jitter(N_DRAWS, cfg, torch.device("cpu"), seeded())
+    selected = jitter.selected
+    assert abs(selected.float().mean().item() - 0.8) < 0.015
+    assert (jitter.brightness[~selected] == 1).all() and (jitter.contrast[~selected] == 1).all()
+    for factor, strength in ((jitter.brightness[selected], 0.4), (jitter.contrast[selected], 0.2)):
+        assert factor.min() >= 1 - strength and factor.max() <= 1 + strength
+        # uniform: the quartiles sit at a quarter, half and three quarters of the range
+        expected = torch.tensor([1 - strength / 2, 1.0, 1 + strength / 2])
+        torch.testing.assert_close(factor.quantile(torch.tensor([0.25, 0.5, 0.75])), expected,
+                                   atol=0.01, rtol=0)
+    assert abs(correlation(jitter.brightness[selected], jitter.contrast[selected])) < 0.04
+
+
+def test_strong_brightness_never_goes_below_zero() -> None:
+    jitter = sample_jitter(N_DRAWS, ViewAugmentConfig(jitter_prob=1.0, brightness=1.0),
+                           torch.device("cpu"), seeded())
+    assert jitter.brightness.min() >= 0 and jitter.brightness.max() <= 2
+
+
+def test_the_data_path_applies_the_sampled_flips(images: torch.Tensor) -> None:
+    # With full-image crops, a view is the image or its mirror; which one is exactly what
+    # sample_geometry draws from the same generator state.
+    cfg = replace(NO_JITTER_FULL_CROP, hflip_prob=0.5)
+    out = augment(cfg)(images, seeded(7))
+    flips = sample_geometry(images.shape[0], cfg.view(1), 1.0, torch.device("cpu"), seeded(7)).flip
+    plain = normalize(images, MEAN, STD)
+    expected = torch.where((flips < 0).view(-1, 1, 1, 1), plain.flip(-1), plain)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    assert 0 < (flips < 0).sum() < images.shape[0]
