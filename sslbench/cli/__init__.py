@@ -18,6 +18,7 @@ app = typer.Typer(
     help="Pretrain, evaluate, sweep and compare self-supervised representation learners.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # help texts say "[default ...]": shown as written, not as markup
     pretty_exceptions_enable=False,
 )
 
