@@ -125,6 +125,10 @@ class OptimizerConfig:
     warmup_epochs: float = _f(1.0, lo=0.0)
     min_lr_ratio: float = _f(0.0, lo=0.0, hi=1.0)  # cosine decays to lr * min_lr_ratio
     grad_clip: float = _f(0.0, lo=0.0)  # max global grad norm; 0 disables clipping
+    # lr for the global batch: "linear" uses lr * train.batch_size / reference_batch_size
+    # (Goyal et al. 2017), "none" uses lr as given. Independent of the number of workers.
+    lr_scaling: Literal["none", "linear"] = "none"
+    reference_batch_size: int = _f(256, lo=1)
 
 
 @dataclass
@@ -132,7 +136,9 @@ class TrainConfig:
     epochs: int = _f(10, lo=1)
     batch_size: int = _f(256, lo=2)
     seed: int = _f(0, lo=0)
-    gpus: int | None = _f(None, lo=0)  # None: a GPU if there is one; 0: CPU
+    gpus: int | None = _f(None, lo=0)  # None: a GPU if there is one; 0: CPU; N: N GPU workers
+    procs: int = _f(1, lo=1)  # CPU worker processes (gloo); batch_size is split across workers
+    sync_batchnorm: bool = True  # distributed: every BatchNorm over the global batch
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     channels_last: bool = True  # on CUDA
     compile: bool = False  # torch.compile the method's training step (first steps are slower)

@@ -3,6 +3,12 @@
 Everything that can be bad input (device, dataset, output folder) is checked before the store is
 opened, so a bad command writes nothing. Once a run row exists, every way out of it sets its final
 status: COMPLETED, FAILED with the reason, or KILLED on Ctrl-C.
+
+A distributed run (``--gpus N``, ``--procs N``, several nodes; see ``sslbench.train.distributed``)
+is recorded by the launching process, which then starts the workers: rank 0 trains, logs and
+evaluates like a single process, the other ranks only train. If a worker fails, the launcher
+marks the run FAILED with that worker's rank and reason. Under ``torchrun``, each process is a
+worker and rank 0 records the run.
 """
 
 from __future__ import annotations
@@ -10,18 +16,21 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from sslbench.config import RunConfig
+from sslbench.config import RunConfig, config_from_dict
 from sslbench.data import ImageDataset, load_dataset
 from sslbench.errors import RunFailure, RunPruned, UserError
 from sslbench.methods import build_method
 from sslbench.store import Store
+from sslbench.train import distributed
 from sslbench.train.device import resolve_device, seed_everything
+from sslbench.train.distributed import LaunchOptions, LaunchPlan
 from sslbench.train.loop import pretrain
 
 Echo = Callable[[str], None]
@@ -44,6 +53,12 @@ def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
     return "cpu"
+
+
+def _devices_label(device: torch.device, world: int) -> str:
+    """``cpu``, ``cuda:NVIDIA H100 ...``, or ``2 x cpu (gloo)`` for a distributed run."""
+    name = _device_name(device)
+    return name if world == 1 else f"{world} x {name} ({distributed.backend_for(device)})"
 
 
 @contextlib.contextmanager
@@ -87,9 +102,18 @@ class RunHooks:
 
 
 def run_pretrain(cfg: RunConfig, db: str | None, *, echo: Echo = print,
-                 show_progress: bool = True, hooks: RunHooks | None = None) -> int:
-    """Pretrain ``cfg.method`` and run ``cfg.eval.protocols`` on it; returns the run id."""
-    device = resolve_device(cfg.train.gpus)
+                 show_progress: bool = True, hooks: RunHooks | None = None,
+                 launch: LaunchOptions | None = None) -> int | None:
+    """Pretrain ``cfg.method`` and run ``cfg.eval.protocols`` on it; returns the run id (None on
+    the nodes and ranks that do not record the run)."""
+    if distributed.launched_worker():  # under torchrun: this process is one of the workers
+        return _distributed_worker(cfg.to_dict(), db, None, show_progress, False)
+    plan = distributed.plan_launch(cfg.train.gpus, cfg.train.procs, launch or LaunchOptions(),
+                                   torch.cuda.device_count())
+    if plan is not None and hooks is not None:
+        raise UserError("a sweep trial runs in one process: drop train.procs / --gpus N")
+    device = (resolve_device(cfg.train.gpus) if plan is None
+              else distributed.worker_device(plan.use_gpus, 0))
     dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir, download=cfg.data.download,
                            seed=cfg.train.seed, class_list=cfg.data.class_list,
                            image_size=cfg.data.image_size)
@@ -99,26 +123,102 @@ def run_pretrain(cfg: RunConfig, db: str | None, *, echo: Echo = print,
                         f"training images of {cfg.data.dataset}; use a smaller --batch-size")
     from sslbench.evaluation import check_protocol_inputs
 
+    if plan is not None:
+        distributed.check_batch_split(cfg.train.batch_size, plan.world_size)
     check_protocol_inputs(cfg, dataset, build_method(cfg, dataset.info.channels))
     out_root = _check_output_dir(cfg.train.output_dir)
+    if plan is not None:
+        return _launch_workers(cfg, db, plan, device, echo, show_progress)
     with Store.open(db, create=True) as store:
         return _pretrain_and_evaluate(store, cfg, dataset, device, out_root, echo, show_progress,
                                       hooks or RunHooks())
 
 
+def _launch_workers(cfg: RunConfig, db: str | None, plan: LaunchPlan, device: torch.device,
+                    echo: Echo, show_progress: bool) -> int | None:
+    """Record the run (on node 0), start this node's workers, wait; a worker's failure marks
+    the run FAILED with its rank and reason, unless rank 0 had finished the pretraining (then
+    the failure was an evaluation's, recorded on that evaluation's run)."""
+    args = (cfg.to_dict(), db, None, show_progress, True)
+    if plan.options.node_rank > 0:  # node 0 records the run; this node's ranks never write
+        distributed.launch(_distributed_worker, args, plan)
+        return None
+    with Store.open(db, create=True) as store:
+        run_id = store.create_run(
+            kind="pretrain", method=cfg.method_name, dataset=cfg.data.dataset,
+            config=cfg.to_dict(), seed=cfg.train.seed, backbone=cfg.model.backbone,
+            device=_devices_label(device, plan.world_size), world_size=plan.world_size,
+        )
+        echo(f"run {run_id}: starting {plan.world_size} workers "
+             f"({plan.nproc_per_node} per node on {plan.options.nnodes} node(s), "
+             f"{distributed.backend_for(device)})")
+        try:
+            distributed.launch(_distributed_worker, (*args[:2], run_id, *args[3:]), plan,
+                               run_name=f"sslbench-run-{run_id}")
+        except BaseException as exc:
+            if store.get_run(run_id).status != "COMPLETED":
+                interrupted = isinstance(exc, KeyboardInterrupt)
+                store.finish_run(run_id, "KILLED" if interrupted else "FAILED",
+                                 failure_reason="interrupted" if interrupted
+                                 else (str(exc) or type(exc).__name__))
+            if isinstance(exc, RunFailure):
+                raise RunFailure(f"run {run_id}: {exc}") from None
+            raise
+    return run_id
+
+
+def _distributed_worker(config: dict[str, Any], db: str | None, run_id: int | None,
+                        show_progress: bool, launched_by_sslbench: bool) -> int | None:
+    """One worker of a distributed run: rank 0 records (the run ``run_id``, or a new one when
+    None) and evaluates as a single process would; the other ranks only train."""
+    cfg = config_from_dict(config)
+    try:
+        use_gpus = cfg.train.procs == 1 and resolve_device(cfg.train.gpus).type == "cuda"
+        device = distributed.init_worker(use_gpus)
+        # Launched by sslbench, the launcher has fetched the data; under torchrun, each worker may.
+        download = cfg.data.download and not launched_by_sslbench
+        dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir, download=download,
+                               seed=cfg.train.seed, class_list=cfg.data.class_list,
+                               image_size=cfg.data.image_size)
+        distributed.check_batch_split(cfg.train.batch_size, distributed.world_size())
+        if distributed.is_main():
+            out_root = _check_output_dir(cfg.train.output_dir)
+            with Store.open(db, create=True) as store:
+                return _pretrain_and_evaluate(store, cfg, dataset, device, out_root, print,
+                                              show_progress, RunHooks(), run_id=run_id)
+        seed_everything(cfg.train.seed)
+        method = build_method(cfg, dataset.info.channels)
+        pretrain(cfg, dataset, method, device, Path(cfg.train.output_dir), show_progress=False)
+        return None
+    except BaseException as exc:
+        distributed.record_failure(exc)
+        if not launched_by_sslbench:
+            raise
+        if not isinstance(exc, RunFailure | UserError | KeyboardInterrupt):
+            traceback.print_exc()
+        raise SystemExit(1) from None  # the reason is in the launcher's error file
+    finally:
+        distributed.shutdown()
+
+
 def _pretrain_and_evaluate(store: Store, cfg: RunConfig, dataset: ImageDataset,
                            device: torch.device, out_root: Path, echo: Echo,
-                           show_progress: bool, hooks: RunHooks) -> int:
-    run_id = store.create_run(
-        kind=hooks.kind, method=cfg.method_name, dataset=cfg.data.dataset, config=cfg.to_dict(),
-        seed=cfg.train.seed, backbone=cfg.model.backbone, device=_device_name(device),
-        sweep_id=hooks.sweep_id, trial_number=hooks.trial_number,
-    )
+                           show_progress: bool, hooks: RunHooks, run_id: int | None = None) -> int:
+    """Train and evaluate; ``run_id`` is the row a launcher recorded, or None to record one."""
+    world = distributed.world_size()
+    if run_id is None:
+        run_id = store.create_run(
+            kind=hooks.kind, method=cfg.method_name, dataset=cfg.data.dataset,
+            config=cfg.to_dict(), seed=cfg.train.seed, backbone=cfg.model.backbone,
+            device=_devices_label(device, world), world_size=world,
+            sweep_id=hooks.sweep_id, trial_number=hooks.trial_number,
+        )
     if hooks.on_start is not None:
         hooks.on_start(run_id)
     echo(f"run {run_id}: pretrain {cfg.method_name} on {cfg.data.dataset} "
-         f"({dataset.pretrain_images.shape[0]} images from {dataset.source}) on {device}, "
-         f"{cfg.train.epochs} epochs, batch {cfg.train.batch_size}")
+         f"({dataset.pretrain_images.shape[0]} images from {dataset.source}) on "
+         f"{_devices_label(device, world)}, {cfg.train.epochs} epochs, "
+         f"batch {cfg.train.batch_size}")
     from sslbench.evaluation import EpochMonitor, run_protocols
 
     with recording(store, run_id):

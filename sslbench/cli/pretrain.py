@@ -31,7 +31,17 @@ def pretrain_command(
     batch_size: Annotated[int | None, typer.Option(help="Global batch size.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of everything random.")] = None,
     gpus: Annotated[int | None, typer.Option(
-        help="0: CPU; 1: one GPU [default: a GPU if there is one].")] = None,
+        help="0: CPU; N: N GPU workers per node, NCCL, batch split across them "
+             "[default: a GPU if there is one].")] = None,
+    procs: Annotated[int | None, typer.Option(
+        help="N CPU worker processes per node (gloo), batch split across them [1].")] = None,
+    nnodes: Annotated[int, typer.Option(help="Nodes of a multi-node run.")] = 1,
+    node_rank: Annotated[int, typer.Option(help="This node's rank, 0 … nnodes-1 (node 0 "
+                                                "records the run).")] = 0,
+    master_addr: Annotated[str, typer.Option(
+        help="Address of node 0, where the workers meet (multi-node).")] = "127.0.0.1",
+    master_port: Annotated[int, typer.Option(help="Free TCP port on node 0 (multi-node).")]
+    = 29500,
     evaluate: Annotated[str | None, typer.Option(
         "--eval", help="Protocols to run after pretraining, comma-separated: linear, knn, "
                        "semi:1 (1 % of the labels), semi:10, semi:10/class...; or 'none'.")] = None,
@@ -49,6 +59,7 @@ def pretrain_command(
     flags = {
         "data.dataset": dataset, "data.data_dir": data_dir, "train.epochs": epochs,
         "train.batch_size": batch_size, "train.seed": seed, "train.gpus": gpus,
+        "train.procs": procs,
         "eval.protocols": None if evaluate is None else ("" if evaluate == "none" else evaluate),
         "eval.diagnostics.stop_on_collapse": True if stop_on_collapse else None,
     }
@@ -58,8 +69,11 @@ def pretrain_command(
         return
 
     from sslbench.runner import run_pretrain
+    from sslbench.train.distributed import LaunchOptions
 
-    run_pretrain(cfg, db, echo=typer.echo, show_progress=not quiet)
+    launch = LaunchOptions(nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
+                           master_port=master_port)
+    run_pretrain(cfg, db, echo=typer.echo, show_progress=not quiet, launch=launch)
 
 
 @app.command("linear-eval")

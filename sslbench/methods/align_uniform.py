@@ -19,6 +19,7 @@ from torch import nn
 from sslbench.config import RunConfig, _f
 from sslbench.methods import MethodSpec
 from sslbench.models.heads import MLP
+from sslbench.train.distributed import gather
 
 
 @dataclass
@@ -60,6 +61,7 @@ class AlignUniform(nn.Module):
     def training_step(self, view1: torch.Tensor, view2: torch.Tensor
                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         z1, z2 = self.projector(self.backbone(torch.cat([view1, view2]))).chunk(2)
+        z1, z2 = gather(z1), gather(z2)  # uniformity over the pairs of the global batch
         c = self.cfg
         return align_uniform_loss(z1, z2, c.alpha, c.t, c.weight), {}
 

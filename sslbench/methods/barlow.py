@@ -16,6 +16,7 @@ from torch import nn
 from sslbench.config import RunConfig, _f
 from sslbench.methods import MethodSpec
 from sslbench.models.heads import MLP
+from sslbench.train.distributed import gather
 
 
 @dataclass
@@ -68,6 +69,7 @@ class BarlowTwins(nn.Module):
         # as in the reference implementation.
         z1 = self.projector(self.backbone(view1))
         z2 = self.projector(self.backbone(view2))
+        z1, z2 = gather(z1), gather(z2)  # statistics over the global batch
         # The d × d cross-correlation in full precision: bf16 sums over the batch are too coarse.
         with torch.autocast(z1.device.type, enabled=False):
             loss = barlow_twins(z1.float(), z2.float(), self.cfg.lambda_offdiag,

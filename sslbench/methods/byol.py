@@ -63,7 +63,8 @@ class BYOL(nn.Module):
         views = torch.cat([view1, view2])
         p1, p2 = self.predictor(self.projector(self.backbone(views))).chunk(2)
         t1, t2 = target_forward(self, views).chunk(2)
-        # L^BYOL = L(q(z1), z'2) + L(q(z2), z'1): the symmetrised loss of §3.1.
+        # L^BYOL = L(q(z1), z'2) + L(q(z2), z'1): the symmetrised loss of §3.1. A per-sample
+        # mean: no gather across workers; the targets follow identical online weights.
         return byol_loss(p1, t2) + byol_loss(p2, t1), {}
 
     def on_train_step_end(self, step: int, total_steps: int) -> dict[str, float]:

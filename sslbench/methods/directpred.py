@@ -23,6 +23,7 @@ from sslbench.methods import MethodSpec
 from sslbench.methods.byol import byol_loss
 from sslbench.methods.common import add_momentum_target, momentum_update, target_forward
 from sslbench.models.heads import MLP
+from sslbench.train.distributed import gather
 
 
 @dataclass
@@ -71,7 +72,7 @@ class DirectPred(nn.Module):
                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         views = torch.cat([view1, view2])
         f = self.projector(self.backbone(views))
-        self._set_predictor(f.detach())
+        self._set_predictor(gather(f.detach()))  # F̂ over the global batch: one W_p
         p1, p2 = self.predictor(f).chunk(2)
         t1, t2 = target_forward(self, views).chunk(2)
         return byol_loss(p1, t2) + byol_loss(p2, t1), {}

@@ -20,6 +20,7 @@ from sslbench.config import RunConfig, _f
 from sslbench.methods import MethodSpec
 from sslbench.methods.common import add_momentum_target, info_nce, momentum_update, target_forward
 from sslbench.models.heads import MLP
+from sslbench.train.distributed import gather
 
 
 @dataclass
@@ -77,11 +78,13 @@ class MoCo(nn.Module):
         if self.cfg.symmetric:
             loss = (moco_loss(q1, k2, self.queue, self.cfg.temperature)
                     + moco_loss(q2, k1, self.queue, self.cfg.temperature)) / 2
-            new_keys = torch.cat([k1, k2])
+            new_keys = torch.cat([gather(k1), gather(k2)])
         else:
             loss = moco_loss(q1, k2, self.queue, self.cfg.temperature)
-            new_keys = k2
-        # The queue changes after the loss has used it (autograd saved a normalised copy).
+            new_keys = gather(k2)
+        # The queue changes after the loss has used it (autograd saved a normalised copy). It is
+        # fed the keys of the global batch: one queue, identical on every rank. The loss stays
+        # per rank (a mean over its queries; DDP's mean over ranks is the global mean).
         enqueue(self.queue, self.queue_ptr, new_keys)
         return loss, {}
 

@@ -26,6 +26,7 @@ from sslbench.methods.common import (
     target_forward,
 )
 from sslbench.models.heads import MLP
+from sslbench.train.distributed import gather
 
 
 @dataclass
@@ -70,6 +71,8 @@ class MoCoV3(nn.Module):
         views = torch.cat([view1, view2])
         q1, q2 = self.predictor(self.projector(self.backbone(views))).chunk(2)
         k1, k2 = target_forward(self, views).chunk(2)
+        # In-batch negatives of the global batch (Algorithm 1 gathers the keys across devices).
+        q1, q2, k1, k2 = (gather(t) for t in (q1, q2, k1, k2))
         return mocov3_loss(q1, q2, k1, k2, self.cfg.temperature), {}
 
     def on_train_step_end(self, step: int, total_steps: int) -> dict[str, float]:

@@ -17,6 +17,7 @@ from torch import nn
 from sslbench.config import RunConfig, _f
 from sslbench.methods import MethodSpec
 from sslbench.models.heads import MLP
+from sslbench.train.distributed import gather
 
 
 @dataclass
@@ -55,7 +56,8 @@ class SimCLR(nn.Module):
                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         # One encoder pass over both views: the batch norm sees all 2N views, as in SimCLR.
         z1, z2 = self.projector(self.backbone(torch.cat([view1, view2]))).chunk(2)
-        return nt_xent(z1, z2, self.temperature), {}
+        # Negatives from the global batch: 2B − 2 per anchor on any number of workers.
+        return nt_xent(gather(z1), gather(z2), self.temperature), {}
 
     def on_train_step_end(self, step: int, total_steps: int) -> dict[str, float]:
         return {}

@@ -54,7 +54,7 @@ class SimSiam(nn.Module):
                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         z = self.projector(self.backbone(torch.cat([view1, view2])))
         p1, p2 = self.predictor(z).chunk(2)
-        z1, z2 = z.chunk(2)
+        z1, z2 = z.chunk(2)  # a per-sample loss: no gather across workers
         return simsiam_loss(p1, p2, z1, z2, self.cfg.stop_gradient), {}
 
     def on_train_step_end(self, step: int, total_steps: int) -> dict[str, float]:

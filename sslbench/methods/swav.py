@@ -30,6 +30,7 @@ from sslbench.config import RunConfig, _f
 from sslbench.errors import ConfigError
 from sslbench.methods import MethodSpec
 from sslbench.models.heads import MLP
+from sslbench.train.distributed import gather
 
 
 @dataclass
@@ -127,6 +128,10 @@ def small_crops(views: torch.Tensor, size: int, min_scale: float, max_scale: flo
 
 
 class SwAV(nn.Module):
+    # While frozen, the prototypes take no part in the gradient: under DistributedDataParallel
+    # that is a parameter without gradient, which DDP must look for (and then leaves alone).
+    ddp_find_unused_parameters = True
+
     def __init__(self, cfg: RunConfig, backbone: nn.Module) -> None:
         super().__init__()
         m, c = cfg.model, cfg.method
@@ -138,13 +143,6 @@ class SwAV(nn.Module):
         self.register_buffer("queue", torch.zeros(2, c.queue_size, m.projector_dim))
         self.queued = 0  # how many rows of the queue hold embeddings (python ints: no syncs)
         self.steps_done = 0
-        # Runs once the gradient is accumulated: dropping it (grad = None) makes every optimizer
-        # skip the prototypes, weight decay and momentum included, as the reference does.
-        self.prototypes.weight.register_post_accumulate_grad_hook(self._drop_frozen_grad)
-
-    def _drop_frozen_grad(self, weight: torch.Tensor) -> None:
-        if self.steps_done < self.cfg.freeze_prototypes_steps:
-            weight.grad = None
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.projector(self.backbone(x)), dim=1)
@@ -159,8 +157,19 @@ class SwAV(nn.Module):
         small = [small_crops((view1, view2)[i % 2], c.small_crop_size, c.small_crop_min_scale,
                              c.small_crop_max_scale) for i in range(c.num_small_crops)]
         z_small = self._embed(torch.cat(small)).chunk(len(small)) if small else ()
+        # Sinkhorn's equipartition and the queue over the global batch.
+        z1, z2, z_small = gather(z1), gather(z2), tuple(gather(z) for z in z_small)
         with torch.autocast(z1.device.type, enabled=False):  # Sinkhorn's exp(·/ε) needs fp32
-            proto = self.prototypes
+            # Frozen: scored with a detached weight, the prototypes get no gradient (grad None),
+            # so every optimizer skips them, weight decay and momentum included, as the
+            # reference does; the same with DDP, which keeps an unused parameter's grad None.
+            weight = self.prototypes.weight
+            if self.steps_done < c.freeze_prototypes_steps:
+                weight = weight.detach()
+
+            def proto(z: torch.Tensor) -> torch.Tensor:
+                return F.linear(z, weight)
+
             loss = swav(proto(z1.float()), proto(z2.float()), c.temperature,
                         c.sinkhorn_epsilon, c.sinkhorn_iterations, *self._queue_scores(),
                         small_crop_scores=[proto(z.float()) for z in z_small])

@@ -30,6 +30,7 @@ from torch import nn
 from sslbench.config import RunConfig, _f
 from sslbench.methods import MethodSpec
 from sslbench.models.heads import MLP
+from sslbench.train.distributed import gather
 
 
 @dataclass
@@ -92,6 +93,7 @@ class VICReg(nn.Module):
         # Each view on its own through the network (its BN sees one view), as the reference.
         z1 = self.projector(self.backbone(view1))
         z2 = self.projector(self.backbone(view2))
+        z1, z2 = gather(z1), gather(z2)  # statistics over the global batch
         c = self.cfg
         with torch.autocast(z1.device.type, enabled=False):  # covariances in full precision
             loss = vicreg(z1.float(), z2.float(), c.invariance_weight, c.variance_weight,

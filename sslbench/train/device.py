@@ -10,7 +10,8 @@ from sslbench.errors import UserError
 
 
 def resolve_device(gpus: int | None) -> torch.device:
-    """``None``: the first GPU if there is one, else the CPU; ``0``: the CPU; ``1``: a GPU."""
+    """``None``: the first GPU if there is one, else the CPU; ``0``: the CPU; ``N ≥ 1``: the
+    first GPU (of N: a distributed run gives each worker its own, see ``train.distributed``)."""
     available = torch.cuda.device_count()
     if gpus is None:
         return torch.device("cuda" if available else "cpu")
@@ -19,9 +20,6 @@ def resolve_device(gpus: int | None) -> torch.device:
     if gpus > available:
         raise UserError(f"--gpus {gpus}: this machine has {available} CUDA GPU(s); "
                         f"use --gpus {available} or --gpus 0 for the CPU")
-    if gpus > 1:
-        raise UserError(f"--gpus {gpus}: multi-GPU training needs the distributed launcher, "
-                        "which sslbench does not have yet; use --gpus 1")
     return torch.device("cuda")
 
 

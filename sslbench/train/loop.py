@@ -22,6 +22,7 @@ from sslbench.config import RunConfig
 from sslbench.data import ImageDataset
 from sslbench.data.augment import BatchAugment
 from sslbench.errors import RunFailure, UserError
+from sslbench.train import distributed
 from sslbench.train.optim import build_optimizer, build_scheduler
 from sslbench.train.progress import TrainProgress
 
@@ -84,12 +85,14 @@ def pretrain(
         raise UserError(f"train.batch_size={batch} is larger than the {n} training images of "
                         f"{dataset.info.name}; use a smaller --batch-size")
     total_steps = t.epochs * steps_per_epoch
+    local_batch = batch // distributed.world_size()  # this rank's part of the global batch
 
     on_cuda = device.type == "cuda"
     use_cl = on_cuda and t.channels_last
     memory_format = torch.channels_last if use_cl else torch.contiguous_format
     method.to(device, memory_format=memory_format).train()
-    optimizer = build_optimizer(method, cfg.optimizer)
+    training_step = distributed.prepare(method, device, t.sync_batchnorm)
+    optimizer = build_optimizer(method, cfg.optimizer, batch)
     scheduler = build_scheduler(optimizer, cfg.optimizer, total_steps, steps_per_epoch)
     if augment is None:
         augment = BatchAugment(cfg.augment, mean=dataset.info.mean, std=dataset.info.std,
@@ -100,7 +103,7 @@ def pretrain(
                 else contextlib.nullcontext())
     # Separate streams: the data order and the augmentations are both fixed by the seed.
     order_gen = torch.Generator().manual_seed(t.seed)
-    aug_gen = torch.Generator(device=device).manual_seed(t.seed + 1)
+    aug_gen = torch.Generator(device=device).manual_seed(distributed.rank_seed(t.seed + 1))
     params = [p for p in method.parameters() if p.requires_grad]
 
     checkpoint_path = checkpoint_dir / "checkpoint.pt"
@@ -108,12 +111,12 @@ def pretrain(
     with TrainProgress(total_steps, steps_per_epoch, enabled=show_progress) as progress:
         for epoch in range(1, t.epochs + 1):
             epoch_start = time.perf_counter()
-            order = torch.randperm(n, generator=order_gen).to(device)
+            order = distributed.shard(torch.randperm(n, generator=order_gen), batch).to(device)
             loss_sum = torch.zeros((), device=device)
             first_bad = torch.full((), -1, dtype=torch.long, device=device)
             method_logs: dict[str, float] = {}
             for i in range(steps_per_epoch):
-                x = images[order[i * batch:(i + 1) * batch]]
+                x = images[order[i * local_batch:(i + 1) * local_batch]]
                 view1 = augment(x, aug_gen, view=1).contiguous(memory_format=memory_format)
                 view2 = augment(x, aug_gen, view=2).contiguous(memory_format=memory_format)
                 with autocast:
@@ -141,18 +144,21 @@ def pretrain(
                     progress.update(step, epoch, (loss_sum / done).item(), seen)
 
             seconds = time.perf_counter() - epoch_start
-            final_loss = (loss_sum / steps_per_epoch).item()
+            final_loss = distributed.mean_over_ranks(loss_sum / steps_per_epoch).item()
             metrics = {"loss": final_loss, "lr": scheduler.get_last_lr()[0],
                        "img_per_s": steps_per_epoch * batch / seconds, "epoch_s": seconds,
                        **method_logs}
-            save_checkpoint(checkpoint_path, {
-                "method": method.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "epoch": epoch, "step": step,
-            })
+            if distributed.is_main():  # the unwrapped method: it loads at any world size
+                save_checkpoint(checkpoint_path, {
+                    "method": method.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "epoch": epoch, "step": step,
+                    "world_size": distributed.world_size(),
+                })
             progress.epoch_end(epoch, t.epochs, metrics, step)
             if on_epoch_end is not None:
                 on_epoch_end(epoch, step, metrics)
 
+    distributed.release(method)
     seconds = time.perf_counter() - start
     return PretrainResult(epochs=t.epochs, steps=step, final_loss=final_loss, seconds=seconds,
                           images_per_s=total_steps * batch / seconds, checkpoint=checkpoint_path)

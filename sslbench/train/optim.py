@@ -84,15 +84,27 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
-def build_optimizer(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.weight_decay, cfg.lr)
+def base_lr(cfg: OptimizerConfig, batch_size: int | None) -> float:
+    """The learning rate for the global batch ``batch_size``: ``lr_scaling=linear`` scales
+    ``lr`` by batch / ``reference_batch_size`` (Goyal et al., "Accurate, Large Minibatch SGD",
+    2017, §2.1), ``none`` keeps it. The batch is the global one, so a run gets the same lr on
+    any number of workers."""
+    if cfg.lr_scaling == "linear" and batch_size is not None:
+        return cfg.lr * batch_size / cfg.reference_batch_size
+    return cfg.lr
+
+
+def build_optimizer(model: nn.Module, cfg: OptimizerConfig,
+                    batch_size: int | None = None) -> torch.optim.Optimizer:
+    lr = base_lr(cfg, batch_size)
+    groups = param_groups(model, cfg.weight_decay, lr)
     if cfg.name == "lars":
-        return LARS(groups, lr=cfg.lr, momentum=cfg.momentum, eta=cfg.eta)
+        return LARS(groups, lr=lr, momentum=cfg.momentum, eta=cfg.eta)
     for group in groups:
         del group["lars_exclude"]
     if cfg.name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum)
+    return torch.optim.AdamW(groups, lr=lr)
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
