@@ -36,6 +36,7 @@ import json
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -48,6 +49,11 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from sslbench.errors import RunFailure, UserError
 
 TIMEOUT = timedelta(minutes=30)  # a rank waits this long for the others (rank 0 evaluates alone)
+# torch 2.14 marks torch.distributed.nn.functional.all_gather deprecated in favour of a private
+# module (_functional_collectives); it is still the public all_gather with autograd, so keep it
+# and do not print the notice at every run.
+warnings.filterwarnings("ignore", category=FutureWarning,
+                        message=r"torch\.distributed\.nn\.functional\.all_gather is deprecated")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,7 +284,7 @@ def prepare(method: nn.Module, device: torch.device, sync_batchnorm: bool = True
     process; in a distributed run the method with its BatchNorms global (``sync_batchnorm``)
     inside DistributedDataParallel, which averages the gradients over the ranks.
 
-    DDP broadcasts the parameters and buffers of rank 0 once here; ``broadcast_buffers`` is off
+    DDP broadcasts the parameters and buffers of rank 0 once here; ``forward_sync_buffers`` is off
     because every rank's buffers (BN statistics, queues fed by :func:`gather`, EMA targets) stay
     identical by construction. A method some of whose steps leave a parameter without gradient
     (SwAV's frozen prototypes) says so with ``ddp_find_unused_parameters = True``."""
@@ -291,7 +297,8 @@ def prepare(method: nn.Module, device: torch.device, sync_batchnorm: bool = True
     ids = [device.index] if device.type == "cuda" else None
     find_unused = bool(getattr(method, "ddp_find_unused_parameters", False))
     return DistributedDataParallel(_TrainingStep(method), device_ids=ids,
-                                   broadcast_buffers=False, find_unused_parameters=find_unused)
+                                   forward_sync_buffers=False,
+                                   find_unused_parameters=find_unused)
 
 
 def release(method: nn.Module) -> None:
@@ -434,6 +441,9 @@ def launch(entrypoint: Callable[..., Any], args: Sequence[Any], plan: LaunchPlan
     else:
         rdzv = {"rdzv_backend": "static", "rdzv_endpoint": f"{o.master_addr}:{o.master_port}",
                 "rdzv_configs": {"rank": o.node_rank}}
+    # The agent would set OMP_NUM_THREADS=1 and say so; each CPU worker sets its own threads.
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1)
+                                                     // plan.nproc_per_node)))
     config = LaunchConfig(min_nodes=o.nnodes, max_nodes=o.nnodes,
                           nproc_per_node=plan.nproc_per_node,
                           run_id=run_name or f"sslbench-{uuid.uuid4().hex[:8]}",
