@@ -176,14 +176,15 @@ def check_batch_split(batch_size: int, world: int) -> None:
 
 class GlobalBatchNorm(_BatchNorm):
     """BatchNorm (Ioffe & Szegedy 2015, Alg. 1) whose batch is the global one: in training mode
-    in a distributed run, each rank's per-channel count, mean and biased variance are gathered
-    (with gradients, :func:`gather`) and combined exactly,
+    in a distributed run, each rank's per-channel mean and biased variance are gathered (with
+    gradients, :func:`gather`) and combined exactly; the W ranks hold equal shards of n values
+    per channel, so with N = W·n
 
-        μ = Σ_r n_r μ_r / N,   σ² = Σ_r n_r (σ_r² + (μ_r − μ)²) / N,
+        μ = (1/W) Σ_r μ_r,   σ² = (1/W) Σ_r (σ_r² + (μ_r − μ)²),
 
     then x̂ = (x − μ) / sqrt(σ² + ε) and the running estimates take the unbiased σ²·N/(N − 1), as
     ``torch.nn.BatchNorm*d`` on the concatenated batch. Otherwise (one process, eval mode) it is
-    that BatchNorm. Statistics in float32 whatever the autocast dtype.
+    that BatchNorm. Statistics in float32 whatever the autocast dtype; no host sync.
     """
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
@@ -197,22 +198,20 @@ class GlobalBatchNorm(_BatchNorm):
         dims = [0, *range(2, input.dim())]
         shape = [1, -1] + [1] * (input.dim() - 2)
         x = input.float()
-        count = x.numel() // x.shape[1]
         mean, var = x.mean(dim=dims), x.var(dim=dims, unbiased=False)
-        stats = gather(torch.stack([mean, var, torch.full_like(mean, count)])[None])  # [W, 3, C]
-        counts = stats[:, 2]
-        total = counts.sum(dim=0)
-        g_mean = (counts * stats[:, 0]).sum(dim=0) / total
-        g_var = (counts * (stats[:, 1] + (stats[:, 0] - g_mean).pow(2))).sum(dim=0) / total
+        stats = gather(torch.stack([mean, var])[None])  # [W, 2, C]
+        g_mean = stats[:, 0].mean(dim=0)
+        g_var = (stats[:, 1] + (stats[:, 0] - g_mean).pow(2)).mean(dim=0)
         if self.track_running_stats:
-            self._update_running_stats(g_mean.detach(), g_var.detach(), total[0].item())
+            n = x.numel() // x.shape[1] * world_size()
+            self._update_running_stats(g_mean.detach(), g_var.detach(), n)
         y = (x - g_mean.view(shape)) * torch.rsqrt(g_var + self.eps).view(shape)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
         return y.to(input.dtype)
 
     @torch.no_grad()
-    def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, n: float) -> None:
+    def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, n: int) -> None:
         assert self.num_batches_tracked is not None
         self.num_batches_tracked.add_(1)
         # momentum None: cumulative moving average, as torch's BatchNorm
