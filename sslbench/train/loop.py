@@ -4,6 +4,10 @@ Data stays on the device as uint8 tensors; each step indexes a batch, makes two 
 batched augmentation, calls the method's ``training_step``, steps the optimizer and the LR
 schedule, and lets the method update its own state (EMA target, ...). Nothing is synchronised
 with the host inside the step except every ``log_every`` steps.
+
+In a distributed run (``sslbench.train.distributed``) the same loop runs on every rank: each takes
+its part of every global batch, the step goes through DistributedDataParallel, and only rank 0
+saves checkpoints and gets the epoch hook.
 """
 
 from __future__ import annotations
