@@ -440,16 +440,21 @@ def launch(entrypoint: Callable[..., Any], args: Sequence[Any], plan: LaunchPlan
     else:
         rdzv = {"rdzv_backend": "static", "rdzv_endpoint": f"{o.master_addr}:{o.master_port}",
                 "rdzv_configs": {"rank": o.node_rank}}
-    # The agent would set OMP_NUM_THREADS=1 and say so; each CPU worker sets its own threads.
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1)
-                                                     // plan.nproc_per_node)))
     config = LaunchConfig(min_nodes=o.nnodes, max_nodes=o.nnodes,
                           nproc_per_node=plan.nproc_per_node,
                           run_id=run_name or f"sslbench-{uuid.uuid4().hex[:8]}",
                           max_restarts=0, monitor_interval=0.1, start_method="spawn", **rdzv)
+    # Without OMP_NUM_THREADS the agent sets it to 1 for the workers and says so; each CPU
+    # worker sets its own share of the cores instead (init_worker). Only the workers see it.
+    omp = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = omp or str(max(1, (os.cpu_count() or 1)
+                                                   // plan.nproc_per_node))
     try:
         return elastic_launch(config, entrypoint)(*args)
     except ChildFailedError as exc:
         raise first_failure(exc.failures) from None
     except SignalException as exc:
         raise KeyboardInterrupt(str(exc)) from None
+    finally:
+        if omp is None:
+            del os.environ["OMP_NUM_THREADS"]
