@@ -32,6 +32,7 @@ How a run is split across W workers (W = nodes × processes per node):
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 import time
@@ -295,9 +296,12 @@ def prepare(method: nn.Module, device: torch.device, sync_batchnorm: bool = True
 
     ids = [device.index] if device.type == "cuda" else None
     find_unused = bool(getattr(method, "ddp_find_unused_parameters", False))
+    # torch 2.14 renamed broadcast_buffers (now deprecated) to forward_sync_buffers
+    ddp_options = inspect.signature(DistributedDataParallel).parameters
+    no_buffer_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in ddp_options
+                      else {"broadcast_buffers": False})
     return DistributedDataParallel(_TrainingStep(method), device_ids=ids,
-                                   forward_sync_buffers=False,
-                                   find_unused_parameters=find_unused)
+                                   find_unused_parameters=find_unused, **no_buffer_sync)
 
 
 def release(method: nn.Module) -> None:
