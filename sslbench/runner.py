@@ -56,9 +56,10 @@ def _device_name(device: torch.device) -> str:
 
 
 def _devices_label(device: torch.device, world: int) -> str:
-    """``cpu``, ``cuda:NVIDIA H100 ...``, or ``2 x cpu (gloo)`` for a distributed run."""
+    """``cpu``, ``cuda:NVIDIA H100 ...``; with the backend in a distributed run, ``cpu (gloo)``
+    (the run's world size is recorded beside it: ``runs show`` prints ``cpu (gloo) x 2``)."""
     name = _device_name(device)
-    return name if world == 1 else f"{world} x {name} ({distributed.backend_for(device)})"
+    return name if world == 1 else f"{name} ({distributed.backend_for(device)})"
 
 
 @contextlib.contextmanager
@@ -206,19 +207,20 @@ def _pretrain_and_evaluate(store: Store, cfg: RunConfig, dataset: ImageDataset,
                            show_progress: bool, hooks: RunHooks, run_id: int | None = None) -> int:
     """Train and evaluate; ``run_id`` is the row a launcher recorded, or None to record one."""
     world = distributed.world_size()
+    label = _devices_label(device, world)
     if run_id is None:
         run_id = store.create_run(
             kind=hooks.kind, method=cfg.method_name, dataset=cfg.data.dataset,
             config=cfg.to_dict(), seed=cfg.train.seed, backbone=cfg.model.backbone,
-            device=_devices_label(device, world), world_size=world,
+            device=label, world_size=world,
             sweep_id=hooks.sweep_id, trial_number=hooks.trial_number,
         )
     if hooks.on_start is not None:
         hooks.on_start(run_id)
     echo(f"run {run_id}: pretrain {cfg.method_name} on {cfg.data.dataset} "
          f"({dataset.pretrain_images.shape[0]} images from {dataset.source}) on "
-         f"{_devices_label(device, world)}, {cfg.train.epochs} epochs, "
-         f"batch {cfg.train.batch_size}")
+         f"{label if world == 1 else f'{world} x {label}'}, "
+         f"{cfg.train.epochs} epochs, batch {cfg.train.batch_size}")
     from sslbench.evaluation import EpochMonitor, run_protocols
 
     with recording(store, run_id):
