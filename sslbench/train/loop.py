@@ -101,8 +101,8 @@ def pretrain(
     if augment is None:
         augment = BatchAugment(cfg.augment, mean=dataset.info.mean, std=dataset.info.std,
                                out_size=dataset.info.image_size)
-    # compiled with the method's modules inside; the state dict keeps its keys
-    training_step = torch.compile(method.training_step) if t.compile else method.training_step
+    if t.compile:  # the (DDP-wrapped) step, compiled with the method's modules inside
+        training_step = torch.compile(training_step)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda and t.amp
                 else contextlib.nullcontext())
     # Separate streams: the data order and the augmentations are both fixed by the seed.

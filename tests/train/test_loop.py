@@ -134,3 +134,30 @@ def test_gradient_clipping_bounds_the_update(tmp_path: Path) -> None:
     pretrain(cfg, dataset, model, torch.device("cpu"), tmp_path, show_progress=False)
     end = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert (end - start).norm().item() == pytest.approx(1e-3, rel=1e-3)
+
+
+@pytest.mark.parametrize("compile_step", [False, True])
+def test_the_loop_steps_through_the_prepared_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  compile_step: bool) -> None:
+    """Every step goes through what `distributed.prepare` returns (DDP in a distributed run),
+    also when `train.compile` is on: a step that bypassed it would not average gradients."""
+    import sslbench.train.distributed as dist_mod
+
+    calls = []
+
+    def prepare(method: nn.Module, device: torch.device, sync_batchnorm: bool = True):
+        def step(v1: torch.Tensor, v2: torch.Tensor):
+            calls.append(v1.shape[0])
+            return method.training_step(v1, v2)
+
+        return step
+
+    monkeypatch.setattr(dist_mod, "prepare", prepare)
+    monkeypatch.setattr(torch, "compile", lambda fn: fn)  # what matters is what gets compiled
+    cfg = resolve_config("simclr", flags={"data.dataset": "synthetic", "train.epochs": 1,
+                                          "train.compile": compile_step})
+    dataset = load_dataset("synthetic", None, seed=0)
+    seed_everything(0)
+    model = build_method(cfg, dataset.info.channels)
+    result = pretrain(cfg, dataset, model, torch.device("cpu"), tmp_path, show_progress=False)
+    assert len(calls) == result.steps > 0
