@@ -19,3 +19,14 @@ class RunFailure(Exception):
 
 class RunPruned(Exception):
     """A sweep trial stopped early by the pruner: its run ends PRUNED (not a failure)."""
+
+
+class RunKilled(KeyboardInterrupt):
+    """A run stopped by SIGINT or SIGTERM: its run ends KILLED, exit code 128 + the signal number.
+
+    A ``KeyboardInterrupt`` so that no ``except Exception`` on the way out swallows it.
+    """
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum

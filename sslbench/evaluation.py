@@ -28,8 +28,8 @@ from sslbench.eval.subsets import LabelSpec, LabelSubset, label_subset, parse_se
 from sslbench.methods import build_method
 from sslbench.runner import Echo, _device_name, recording
 from sslbench.store import Store
+from sslbench.train.checkpoint import load_checkpoint
 from sslbench.train.device import resolve_device, seed_everything
-from sslbench.train.loop import load_checkpoint
 
 Split = tuple[torch.Tensor, torch.Tensor]  # (train features, test features)
 

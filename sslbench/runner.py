@@ -2,7 +2,10 @@
 
 Everything that can be bad input (device, dataset, output folder) is checked before the store is
 opened, so a bad command writes nothing. Once a run row exists, every way out of it sets its final
-status: COMPLETED, FAILED with the reason, or KILLED on Ctrl-C.
+status: COMPLETED, FAILED with the reason, or KILLED on Ctrl-C or SIGTERM (after a checkpoint);
+while it runs, a background thread keeps its heartbeat fresh, and a process that dies without a
+word (kill -9, power loss) is marked KILLED by the next command that opens the store.
+`resume_pretrain` continues a KILLED or FAILED run from its last checkpoint, in the same row.
 
 A distributed run (``--gpus N``, ``--procs N``, several nodes; see ``sslbench.train.distributed``)
 is recorded by the launching process, which then starts the workers: rank 0 trains, logs and
@@ -25,12 +28,19 @@ import torch
 
 from sslbench.config import RunConfig, config_from_dict
 from sslbench.data import ImageDataset, load_dataset
-from sslbench.errors import RunFailure, RunPruned, UserError
+from sslbench.errors import RunFailure, RunKilled, RunPruned, UserError
 from sslbench.methods import build_method
 from sslbench.store import Store
 from sslbench.train import distributed
+from sslbench.train.checkpoint import (
+    CHECKPOINT_NAME,
+    check_resumable,
+    load_checkpoint,
+    position_of,
+)
 from sslbench.train.device import resolve_device, seed_everything
 from sslbench.train.distributed import LaunchOptions, LaunchPlan
+from sslbench.train.interrupt import StopSignals
 from sslbench.train.loop import pretrain
 
 Echo = Callable[[str], None]
@@ -67,6 +77,10 @@ def recording(store: Store, run_id: int) -> Iterator[None]:
     """Mark the run FAILED (with the reason) or KILLED if the body does not finish."""
     try:
         yield
+    except RunKilled as exc:
+        store.finish_run(run_id, "KILLED", failure_reason=f"{exc}; `sslbench resume {run_id}` "
+                                                          "continues it")
+        raise RunKilled(f"run {run_id}: {exc}", exc.exit_code - 128) from None
     except KeyboardInterrupt:
         store.finish_run(run_id, "KILLED", failure_reason="interrupted (Ctrl-C)")
         raise
@@ -217,16 +231,25 @@ def _pretrain_and_evaluate(store: Store, cfg: RunConfig, dataset: ImageDataset,
         )
     if hooks.on_start is not None:
         hooks.on_start(run_id)
+    run_dir = out_root / str(run_id)
+    store.set_run_dir(run_id, run_dir)
     echo(f"run {run_id}: pretrain {cfg.method_name} on {cfg.data.dataset} "
          f"({dataset.pretrain_images.shape[0]} images from {dataset.source}) on "
          f"{label if world == 1 else f'{world} x {label}'}, "
          f"{cfg.train.epochs} epochs, batch {cfg.train.batch_size}")
+    _train_and_evaluate(store, run_id, cfg, dataset, device, run_dir, echo, show_progress, hooks)
+    return run_id
+
+
+def _train_and_evaluate(store: Store, run_id: int, cfg: RunConfig, dataset: ImageDataset,
+                        device: torch.device, run_dir: Path, echo: Echo, show_progress: bool,
+                        hooks: RunHooks, resume_from: dict[str, Any] | None = None) -> None:
+    """Train (from scratch or from ``resume_from``), record the outcome, run the protocols."""
     from sslbench.evaluation import EpochMonitor, run_protocols
 
-    with recording(store, run_id):
+    with StopSignals() as stop, recording(store, run_id), store.beating(run_id):
         seed_everything(cfg.train.seed)
         method = build_method(cfg, dataset.info.channels)
-        run_dir = out_root / str(run_id)
         run_dir.mkdir(parents=True, exist_ok=True)
         monitor = EpochMonitor(store, run_id, cfg, dataset, method, device, echo)
 
@@ -238,7 +261,8 @@ def _pretrain_and_evaluate(store: Store, cfg: RunConfig, dataset: ImageDataset,
             if hooks.on_epoch is not None:
                 hooks.on_epoch(epoch, metrics)
 
-        result = pretrain(cfg, dataset, method, device, run_dir, log_epoch, show_progress)
+        result = pretrain(cfg, dataset, method, device, run_dir, log_epoch, show_progress,
+                          resume_from=resume_from, stop=stop)
         store.add_artifact(run_id, "checkpoint", result.checkpoint)
         store.update_summary(run_id, loss=result.final_loss, img_per_s=result.images_per_s,
                              train_s=result.seconds)
@@ -246,7 +270,52 @@ def _pretrain_and_evaluate(store: Store, cfg: RunConfig, dataset: ImageDataset,
          f"{result.images_per_s:.0f} img/s")
 
     run_protocols(store, run_id, cfg, dataset, method, device, echo)
-    return run_id
+
+
+RESUMABLE = ("KILLED", "FAILED")
+
+
+def resume_pretrain(run_id: int, db: str | None, *, data_dir: str | None = None,
+                    gpus: int | None = None, echo: Echo = print,
+                    show_progress: bool = True) -> int:
+    """Continue a KILLED or FAILED pretrain run from its last checkpoint, in the same row, then
+    run its evaluation protocols; returns the run id.
+
+    The run becomes RUNNING again (``resumes`` + 1); metric rows of epochs after the checkpoint
+    are replaced. Everything is checked before the row is touched.
+    """
+    from sslbench.config import config_from_dict
+
+    with Store.open(db, create=False) as store:
+        run = store.get_run(run_id)
+        if run.kind != "pretrain":
+            hint = ("`sslbench sweep` re-runs failed trials" if run.kind == "trial"
+                    else "resume takes a pretrain run id")
+            raise UserError(f"run {run_id} is a {run.kind} run; {hint}")
+        if run.status not in RESUMABLE:
+            raise UserError(f"run {run_id} is {run.status}; only a KILLED or FAILED run can be "
+                            "resumed")
+        checkpoint = Path(run.run_dir or "") / CHECKPOINT_NAME
+        if run.run_dir is None or not checkpoint.is_file():
+            raise UserError(f"run {run_id} has no checkpoint to resume from (it stopped before "
+                            "its first epoch ended); start it again with `sslbench pretrain`")
+        stored = dict(run.config)
+        if data_dir is not None:
+            stored["data"] = {**stored["data"], "data_dir": data_dir}
+        cfg = config_from_dict(stored)
+        device = resolve_device(gpus if gpus is not None else cfg.train.gpus)
+        state = load_checkpoint(checkpoint)
+        check_resumable(state, checkpoint)
+        dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir, download=cfg.data.download,
+                               seed=cfg.train.seed, class_list=cfg.data.class_list,
+                               image_size=cfg.data.image_size)
+        at = position_of(state)
+        store.resume_run(run_id, epochs_done=at.epochs_done)
+        echo(f"run {run_id}: resume {cfg.method_name} on {cfg.data.dataset} at epoch "
+             f"{at.epochs_done + 1}/{cfg.train.epochs} (step {at.step}) on {device}")
+        _train_and_evaluate(store, run_id, cfg, dataset, device, checkpoint.parent, echo,
+                            show_progress, RunHooks(), resume_from=state)
+        return run_id
 
 
 def run_linear_eval(run_id: int, db: str | None, *, linear: dict[str, Any],

@@ -11,7 +11,7 @@ import sys
 import typer
 from typer._click import exceptions as click_exc  # typer>=0.29 vendors click
 
-from sslbench.errors import RunFailure, UserError
+from sslbench.errors import RunFailure, RunKilled, UserError
 
 app = typer.Typer(
     name="sslbench",
@@ -28,6 +28,7 @@ def _register() -> None:
     from sslbench.cli import (  # noqa: F401
         bench,
         datasets,
+        db,
         evaluate,
         methods,
         pretrain,
@@ -54,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     except RunFailure as exc:
         typer.echo(f"failed: {exc}", err=True)
         return exc.exit_code
-    except typer.Abort:
+    except typer.Abort as exc:  # click turns KeyboardInterrupt (and so RunKilled) into Abort
+        if isinstance(exc.__cause__, RunKilled):
+            typer.echo(f"killed: {exc.__cause__}", err=True)
+            return exc.__cause__.exit_code
         typer.echo("aborted", err=True)
         return 130
     return result if isinstance(result, int) else 0

@@ -103,3 +103,25 @@ def linear_eval_command(
                                 "batch_size": batch_size, "batchnorm": batchnorm,
                                 "augment": augment, "layer": layer}.items() if v is not None}
     run_linear_eval(run_id, db, linear=linear, data_dir=data_dir, gpus=gpus, echo=typer.echo)
+
+
+@app.command("resume")
+def resume_command(
+    run_id: Annotated[int, typer.Argument(help="Id of a KILLED or FAILED pretrain run.")],
+    data_dir: Annotated[str | None, typer.Option(
+        help="Root holding one folder per dataset [env SSLBENCH_DATA; default: as recorded].")
+    ] = None,
+    gpus: Annotated[int | None, typer.Option(help="0: CPU; 1: one GPU [default: as recorded].")
+                    ] = None,
+    db: DbOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Continue a killed or failed pretrain RUN from its last checkpoint, in the same run row.
+
+    Model, optimizer, LR schedule, EMA target, queues, random generators and data order are
+    restored: the run ends as an uninterrupted one would (bit-exact on the CPU).
+    """
+    from sslbench.runner import resume_pretrain
+
+    resume_pretrain(run_id, db, data_dir=data_dir, gpus=gpus, echo=typer.echo,
+                    show_progress=not quiet)

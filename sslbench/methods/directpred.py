@@ -89,6 +89,14 @@ class DirectPred(nn.Module):
     def on_train_step_end(self, step: int, total_steps: int) -> dict[str, float]:
         return momentum_update(self, self.cfg.ema_decay, self.cfg.ema_final, step, total_steps)
 
+    def get_extra_state(self) -> dict[str, int]:
+        """The host-side step counter, saved in the state dict so a resumed run continues
+        exactly (it decides when W_p is recomputed)."""
+        return {"steps_seen": self._steps_seen}
+
+    def set_extra_state(self, state: dict[str, int]) -> None:
+        self._steps_seen = int(state["steps_seen"])
+
 
 def build(cfg: RunConfig, backbone: nn.Module) -> DirectPred:
     return DirectPred(cfg, backbone)

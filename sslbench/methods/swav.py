@@ -197,6 +197,13 @@ class SwAV(nn.Module):
         self.steps_done = step
         return {}
 
+    def get_extra_state(self) -> dict[str, int]:
+        """The host-side counters, saved in the state dict so a resumed run continues exactly."""
+        return {"queued": self.queued, "steps_done": self.steps_done}
+
+    def set_extra_state(self, state: dict[str, int]) -> None:
+        self.queued, self.steps_done = int(state["queued"]), int(state["steps_done"])
+
 
 def build(cfg: RunConfig, backbone: nn.Module) -> SwAV:
     return SwAV(cfg, backbone)

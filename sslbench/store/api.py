@@ -8,15 +8,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import socket
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from sslbench.errors import UserError
@@ -25,6 +27,7 @@ from sslbench.store.db import open_engine, resolve_db_url
 from sslbench.store.models import FINAL_STATUSES, RUN_KINDS, RUN_STATUSES, Artifact, Metric, Run
 
 STALE_HEARTBEAT_S = 300.0  # a RUNNING run silent for longer than this has probably died
+HEARTBEAT_EVERY_S = 30.0  # how often a running run says it is alive (10 beats per stale period)
 _HASH_CHUNK_BYTES = 1 << 20
 
 
@@ -102,6 +105,9 @@ class RunRecord:
     heartbeat_at: datetime | None
     failure_reason: str | None
     summary: dict[str, Any]
+    run_dir: str | None = None
+    pid: int | None = None
+    resumes: int = 0
     metrics: list[MetricRow] = field(default_factory=list)
     artifacts: list[ArtifactRow] = field(default_factory=list)
 
@@ -137,12 +143,19 @@ class Store:
 
     @classmethod
     def open(cls, db: str | None = None, *, create: bool = True) -> Store:
-        """Open the store named by a `--db` value (see `resolve_db_url`), migrating it if needed.
+        """Open the store named by a `--db` value (see `resolve_db_url`), migrating it if needed,
+        and mark the runs whose process has died KILLED (see `mark_lost_runs`).
 
         With `create=False` a missing SQLite file is a `UserError` rather than a new database.
         """
         url = resolve_db_url(db)
-        return cls(url, open_engine(url, create=create))
+        store = cls(url, open_engine(url, create=create))
+        try:
+            store.mark_lost_runs()
+        except BaseException:
+            store.close()
+            raise
+        return store
 
     def close(self) -> None:
         """Release the database connections."""
@@ -184,6 +197,7 @@ class Store:
             provenance = collect_provenance()
         now = utc_now()
         started = now if status == "RUNNING" else None
+        host = provenance.get("host") or socket.gethostname()
         run = Run(
             kind=kind,
             parent_id=parent_id,
@@ -198,7 +212,8 @@ class Store:
             seed=seed,
             git_commit=provenance.get("git_commit"),
             git_dirty=provenance.get("git_dirty"),
-            host=provenance.get("host") or socket.gethostname(),
+            host=host,
+            pid=os.getpid() if started and host == socket.gethostname() else None,
             device=device,
             world_size=world_size,
             versions_json=canonical_json(provenance.get("versions") or {}),
@@ -217,6 +232,27 @@ class Store:
             run = self._run(session, run_id)
             run.status = "RUNNING"
             run.started_at = run.heartbeat_at = utc_now()
+            run.host, run.pid = socket.gethostname(), os.getpid()
+
+    def set_run_dir(self, run_id: int, run_dir: str | Path) -> None:
+        """Record the folder (made absolute) that holds the run's checkpoints."""
+        with self._unit_of_work() as session:
+            self._run(session, run_id).run_dir = str(Path(run_dir).absolute())
+
+    def resume_run(self, run_id: int, *, epochs_done: int) -> None:
+        """Make a stopped run RUNNING again in this process, from a checkpoint taken after
+        `epochs_done` epochs: the metric rows of later epochs (logged before the process died but
+        not in the checkpoint) are removed, as the resumed run logs them again."""
+        now = utc_now()
+        with self._unit_of_work() as session:
+            run = self._run(session, run_id)
+            session.execute(
+                delete(Metric).where(Metric.run_id == run_id, Metric.epoch > epochs_done)
+            )
+            run.status, run.failure_reason, run.ended_at = "RUNNING", None, None
+            run.heartbeat_at = now
+            run.host, run.pid = socket.gethostname(), os.getpid()
+            run.resumes = (run.resumes or 0) + 1
 
     def log_metrics(
         self,
@@ -240,6 +276,55 @@ class Store:
         """Tell readers the run is alive."""
         with self._unit_of_work() as session:
             self._run(session, run_id).heartbeat_at = utc_now()
+
+    @contextmanager
+    def beating(self, run_id: int, every_s: float = HEARTBEAT_EVERY_S) -> Iterator[None]:
+        """Heartbeats from a background thread while the block runs (training itself never
+        writes to the DB between epochs). A failed beat is skipped, never fatal: the next one,
+        or the epoch's metrics, will do."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(every_s):
+                with suppress(Exception):
+                    self.heartbeat(run_id)
+
+        thread = threading.Thread(target=beat, name=f"sslbench-heartbeat-{run_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def mark_lost_runs(self, stale_s: float = STALE_HEARTBEAT_S) -> list[int]:
+        """Mark KILLED the RUNNING runs whose process is gone; their ids.
+
+        A run is lost when its process (`pid`) no longer exists on this host, or, from any host,
+        when its last heartbeat is older than `stale_s`. The reason names the last heartbeat.
+        Reads first and writes only when there is something to mark.
+        """
+        host, now = socket.gethostname(), utc_now()
+        with self._sessions() as session:
+            running = session.execute(
+                select(Run.id, Run.host, Run.pid, Run.heartbeat_at, Run.started_at)
+                .where(Run.status == "RUNNING")
+            ).all()
+        lost: dict[int, str] = {}
+        for run_id, run_host, pid, beat, started in running:
+            last = beat or started
+            since = f"last heartbeat {format_utc(last)}" if last else "no heartbeat"
+            if run_host == host and pid is not None and not process_alive(pid):
+                lost[run_id] = f"process {pid} on {host} died ({since})"
+            elif last is not None and (now - last).total_seconds() > stale_s:
+                lost[run_id] = f"lost: {since}, over {stale_s:.0f} s ago (process died?)"
+        for run_id, reason in lost.items():
+            with self._unit_of_work() as session:
+                run = self._run(session, run_id)
+                if run.status == "RUNNING":  # another process may have marked or resumed it
+                    run.status, run.failure_reason = "KILLED", reason
+                    run.ended_at = run.heartbeat_at or run.started_at or now  # last seen alive
+        return sorted(lost)
 
     def add_artifact(self, run_id: int, name: str, path: str | Path) -> None:
         """Record a file of the run with its absolute path, sha256 and size."""
@@ -374,9 +459,28 @@ def _record(
         heartbeat_at=run.heartbeat_at,
         failure_reason=run.failure_reason,
         summary=json.loads(run.summary_json) if run.summary_json else {},
+        run_dir=run.run_dir,
+        pid=run.pid,
+        resumes=run.resumes or 0,
         metrics=metrics or [],
         artifacts=artifacts or [],
     )
+
+
+def format_utc(moment: datetime) -> str:
+    """`2026-11-26 02:41:07 UTC`."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
 
 
 def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:

@@ -112,16 +112,7 @@ def open_engine(url: str, *, create: bool) -> Engine:
             )
         needs_migration = True
     else:
-        probe = _probe_engine(url, path)
-        try:
-            with probe.connect() as conn:
-                needs_migration = _schema_revision(conn, url) != (_head_revision(), False)
-        except DBAPIError as exc:
-            raise UserError(
-                f"cannot open DB {display_name(url)!r} ({_first_line(exc.orig)})"
-            ) from None
-        finally:
-            probe.dispose()
+        needs_migration = stored_revision(url) != (_head_revision(), False)
     engine = make_engine(url)
     if needs_migration:
         try:
@@ -130,6 +121,31 @@ def open_engine(url: str, *, create: bool) -> Engine:
             engine.dispose()
             raise
     return engine
+
+
+def stored_revision(url: str) -> tuple[str | None, bool]:
+    """The store revision of an existing database, read without writing to it, and whether it is
+    still in the legacy version table (see `_schema_revision`)."""
+    probe = _probe_engine(url, sqlite_path(url))
+    try:
+        with probe.connect() as conn:
+            return _schema_revision(conn, url)
+    except DBAPIError as exc:
+        raise UserError(f"cannot open DB {display_name(url)!r} ({_first_line(exc.orig)})") from None
+    finally:
+        probe.dispose()
+
+
+def upgrade_database(url: str) -> tuple[str | None, str | None]:
+    """`sslbench db upgrade`: bring an existing database to the head revision; the revisions
+    before and after. Every migration runs in one transaction (SQLite and PostgreSQL both have
+    transactional DDL), so an interrupted upgrade leaves the database as it was."""
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        raise UserError(f"no database at {path} (nothing to upgrade)")
+    before, _ = stored_revision(url)
+    open_engine(url, create=False).dispose()
+    return before, _head_revision()
 
 
 def _migrate(engine: Engine, url: str) -> None:

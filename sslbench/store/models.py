@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -118,6 +119,9 @@ class Run(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failure_reason: Mapped[str | None] = mapped_column(Text)
     summary_json: Mapped[str | None] = mapped_column(Text)
+    run_dir: Mapped[str | None] = mapped_column(Text)  # absolute; checkpoints live here
+    pid: Mapped[int | None] = mapped_column(Integer)  # the process running it on `host`
+    resumes: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
 
 class Metric(Base):

@@ -30,6 +30,7 @@ from optuna.trial import TrialState
 
 from sslbench.errors import UserError
 from sslbench.store import STALE_HEARTBEAT_S, Store
+from sslbench.store.api import process_alive
 from sslbench.sweep.space import Param, SearchSpace, active
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -150,16 +151,6 @@ def next_trial(study: optuna.Study, budget: int, lock: Path) -> optuna.Trial | N
         return trial
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def recover_dead_trials(study: optuna.Study, store: Store, lock: Path,
                         stale_s: float = STALE_HEARTBEAT_S) -> list[int]:
     """Fail the trials whose worker died and queue their parameters again; their numbers."""
@@ -170,13 +161,14 @@ def recover_dead_trials(study: optuna.Study, store: Store, lock: Path,
             run_id = t.user_attrs.get("run_id")
             run = store.get_run(int(run_id)) if run_id is not None else None
             if t.user_attrs.get("host") == host:
-                dead = not _alive(int(t.user_attrs.get("pid", -1)))
+                dead = not process_alive(int(t.user_attrs.get("pid", -1)))
             else:
                 beat = (run.heartbeat_at or run.started_at) if run is not None else t.datetime_start
                 dead = beat is None or (datetime.now(UTC) - _aware(beat)).total_seconds() > stale_s
             if not dead:
                 continue
             study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            # Opening the store may already have marked its run KILLED (same rule): keep that.
             if run is not None and run.status == "RUNNING":
                 store.finish_run(run.id, "FAILED",
                                  failure_reason=f"worker died (trial {t.number}); retried")

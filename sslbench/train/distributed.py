@@ -155,16 +155,6 @@ def shard(order: torch.Tensor, batch_size: int) -> torch.Tensor:
     return order[:steps * batch_size].view(steps, w, batch_size // w)[:, rank()].reshape(-1)
 
 
-def rank_seed(seed: int) -> int:
-    """A seed of its own for each rank's augmentation stream (rank 0 keeps ``seed``)."""
-    r = rank()
-    if r == 0:
-        return seed
-    import numpy as np
-
-    return int(np.random.SeedSequence((seed, r)).generate_state(1)[0])
-
-
 def check_batch_split(batch_size: int, world: int) -> None:
     if batch_size % world:
         raise UserError(f"train.batch_size={batch_size} (the global batch) does not split into "

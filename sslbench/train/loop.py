@@ -3,7 +3,8 @@
 Data stays on the device as uint8 tensors; each step indexes a batch, makes two views with the
 batched augmentation, calls the method's ``training_step``, steps the optimizer and the LR
 schedule, and lets the method update its own state (EMA target, ...). Nothing is synchronised
-with the host inside the step except every ``log_every`` steps.
+with the host inside the step except every ``log_every`` steps. Checkpoints and resuming are in
+:mod:`sslbench.train.checkpoint`; signals in :mod:`sslbench.train.interrupt`.
 
 In a distributed run (``sslbench.train.distributed``) the same loop runs on every rank: each takes
 its part of every global batch, the step goes through DistributedDataParallel, and only rank 0
@@ -13,11 +14,12 @@ saves checkpoints and gets the epoch hook.
 from __future__ import annotations
 
 import contextlib
-import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,8 +27,19 @@ from torch import nn
 from sslbench.config import RunConfig
 from sslbench.data import ImageDataset
 from sslbench.data.augment import BatchAugment
-from sslbench.errors import RunFailure, UserError
+from sslbench.errors import RunFailure, RunKilled, UserError
+from sslbench.train.checkpoint import (
+    CHECKPOINT_NAME,
+    FORMAT,
+    Position,
+    capture_rng,
+    epoch_generators,
+    position_of,
+    restore_rng,
+    save_checkpoint,
+)
 from sslbench.train import distributed
+from sslbench.train.interrupt import StopSignals
 from sslbench.train.optim import build_optimizer, build_scheduler
 from sslbench.train.progress import TrainProgress
 
@@ -47,25 +60,6 @@ class PretrainResult:
     checkpoint: Path
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Write atomically: a crash while saving never leaves a truncated checkpoint behind."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint written by :func:`save_checkpoint` (tensors and plain data only)."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"checkpoint {str(p)!r} does not exist (was the run's output dir moved?)")
-    try:
-        return torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated / corrupt / not a checkpoint
-        raise UserError(f"checkpoint {str(p)!r} cannot be read ({type(exc).__name__}); "
-                        "re-run the pretraining") from None
-
-
 def pretrain(
     cfg: RunConfig,
     dataset: ImageDataset,
@@ -76,11 +70,17 @@ def pretrain(
     show_progress: bool = True,
     augment: ViewMaker | None = None,
     on_step_end: StepHook | None = None,
+    resume_from: dict[str, Any] | None = None,
+    stop: StopSignals | None = None,
 ) -> PretrainResult:
     """Train ``method`` on the train split of ``dataset``; a checkpoint after every epoch.
 
     ``augment`` replaces the configured :class:`BatchAugment` (the benchmarks time the same loop
-    with other view sources); ``on_step_end`` is called after every optimizer step."""
+    with other view sources); ``on_step_end`` is called after every optimizer step.
+    ``resume_from``: a checkpoint of this run to continue from (see
+    :mod:`sslbench.train.checkpoint`); the result is the same as if training had never stopped.
+    ``stop``: on SIGINT/SIGTERM, finish the current step, save a checkpoint, raise ``RunKilled``.
+    """
     t = cfg.train
     images = dataset.pretrain_images.to(device)
     n, batch = images.shape[0], t.batch_size
@@ -105,21 +105,42 @@ def pretrain(
         training_step = torch.compile(training_step)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda and t.amp
                 else contextlib.nullcontext())
-    # Separate streams: the data order and the augmentations are both fixed by the seed.
-    order_gen = torch.Generator().manual_seed(t.seed)
-    aug_gen = torch.Generator(device=device).manual_seed(distributed.rank_seed(t.seed + 1))
     params = [p for p in method.parameters() if p.requires_grad]
 
-    checkpoint_path = checkpoint_dir / "checkpoint.pt"
-    step, final_loss, start = 0, float("nan"), time.perf_counter()
-    with TrainProgress(total_steps, steps_per_epoch, enabled=show_progress) as progress:
-        for epoch in range(1, t.epochs + 1):
+    checkpoint_path = checkpoint_dir / CHECKPOINT_NAME
+    at = Position()
+    if resume_from is not None:
+        at = _restore(resume_from, method, optimizer, scheduler, device)
+
+    def snapshot(position: Position, **mid_epoch: Any) -> None:
+        if not distributed.is_main():  # rank 0 writes; the unwrapped method loads at any size
+            return
+        save_checkpoint(checkpoint_path, {
+            "format": FORMAT, "method": method.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "epoch": position.epochs_done,
+            "batch": position.batches_done, "step": position.step, "rng": capture_rng(device),
+            "world_size": distributed.world_size(), **mid_epoch,
+        })
+
+    step, final_loss, start = at.step, float("nan"), time.perf_counter()
+    with (TrainProgress(total_steps, steps_per_epoch, enabled=show_progress) as progress,
+          stop.deferring() if stop is not None else contextlib.nullcontext()):
+        for epoch in range(at.epochs_done + 1, t.epochs + 1):
             epoch_start = time.perf_counter()
+            order_gen, aug_gen = epoch_generators(t.seed, epoch, device, stream=distributed.rank())
+            # this rank's part of every global batch (all of it in a single process)
             order = distributed.shard(torch.randperm(n, generator=order_gen), batch).to(device)
             loss_sum = torch.zeros((), device=device)
             first_bad = torch.full((), -1, dtype=torch.long, device=device)
             method_logs: dict[str, float] = {}
-            for i in range(steps_per_epoch):
+            first_batch = 0
+            if epoch == at.epochs_done + 1 and at.batches_done:  # resuming mid-epoch
+                first_batch = at.batches_done
+                aug_gen.set_state(resume_from["aug_rng"])  # type: ignore[index]
+                loss_sum += resume_from["loss_sum"].to(device)  # type: ignore[index]
+                first_bad.copy_(resume_from["first_bad"])  # type: ignore[index]
+                method_logs = dict(resume_from["method_logs"])  # type: ignore[index]
+            for i in range(first_batch, steps_per_epoch):
                 x = images[order[i * local_batch:(i + 1) * local_batch]]
                 view1 = augment(x, aug_gen, view=1).contiguous(memory_format=memory_format)
                 view2 = augment(x, aug_gen, view=2).contiguous(memory_format=memory_format)
@@ -143,29 +164,50 @@ def pretrain(
                 loss_sum += loss
                 if step % t.log_every == 0 or i == steps_per_epoch - 1:
                     _raise_if_non_finite(first_bad)
-                    done = i + 1
+                    done = i + 1 - first_batch
                     seen = done * batch / (time.perf_counter() - epoch_start)
-                    progress.update(step, epoch, (loss_sum / done).item(), seen)
+                    progress.update(step, epoch, (loss_sum / (i + 1)).item(), seen)
+                if stop is not None and stop.received is not None:
+                    _raise_if_non_finite(first_bad)
+                    snapshot(Position(epoch - 1, i + 1, step), aug_rng=aug_gen.get_state(),
+                             loss_sum=loss_sum.cpu(), first_bad=first_bad.cpu(),
+                             method_logs=method_logs)
+                    raise _killed(stop.received, epoch, step)
 
             seconds = time.perf_counter() - epoch_start
             final_loss = distributed.mean_over_ranks(loss_sum / steps_per_epoch).item()
             metrics = {"loss": final_loss, "lr": scheduler.get_last_lr()[0],
-                       "img_per_s": steps_per_epoch * batch / seconds, "epoch_s": seconds,
-                       **method_logs}
-            if distributed.is_main():  # the unwrapped method: it loads at any world size
-                save_checkpoint(checkpoint_path, {
-                    "method": method.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "epoch": epoch, "step": step,
-                    "world_size": distributed.world_size(),
-                })
+                       "img_per_s": (steps_per_epoch - first_batch) * batch / seconds,
+                       "epoch_s": seconds, **method_logs}
             progress.epoch_end(epoch, t.epochs, metrics, step)
             if on_epoch_end is not None:
                 on_epoch_end(epoch, step, metrics)
+            # After the epoch's metrics are stored: a resume redoes an epoch it has no record of.
+            snapshot(Position(epoch, 0, step))
+            if stop is not None and stop.received is not None:
+                raise _killed(stop.received, epoch + 1, step)
 
     distributed.release(method)
     seconds = time.perf_counter() - start
+    done_steps = step - at.step
     return PretrainResult(epochs=t.epochs, steps=step, final_loss=final_loss, seconds=seconds,
-                          images_per_s=total_steps * batch / seconds, checkpoint=checkpoint_path)
+                          images_per_s=done_steps * batch / seconds if done_steps else 0.0,
+                          checkpoint=checkpoint_path)
+
+
+def _restore(state: dict[str, Any], method: nn.Module, optimizer: torch.optim.Optimizer,
+             scheduler: torch.optim.lr_scheduler.LRScheduler, device: torch.device) -> Position:
+    """Load a checkpoint into the freshly built training objects; where training stands."""
+    method.load_state_dict(state["method"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    restore_rng(state["rng"], device)
+    return position_of(state)
+
+
+def _killed(sig: signal.Signals, epoch: int, step: int) -> RunKilled:
+    return RunKilled(f"interrupted by {sig.name} in epoch {epoch} at step {step}; "
+                     "checkpoint saved", sig.value)
 
 
 def _raise_if_non_finite(first_bad: torch.Tensor) -> None:
