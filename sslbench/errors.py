@@ -21,10 +21,11 @@ class RunPruned(Exception):
     """A sweep trial stopped early by the pruner: its run ends PRUNED (not a failure)."""
 
 
-class RunKilled(KeyboardInterrupt):
+class RunKilled(BaseException):
     """A run stopped by SIGINT or SIGTERM: its run ends KILLED, exit code 128 + the signal number.
 
-    A ``KeyboardInterrupt`` so that no ``except Exception`` on the way out swallows it.
+    A ``BaseException``, like ``KeyboardInterrupt``, so that no ``except Exception`` on the way
+    out swallows it (and not a ``KeyboardInterrupt``, which Typer turns into a bare exit code).
     """
 
     def __init__(self, message: str, signum: int) -> None:

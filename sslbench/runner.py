@@ -30,7 +30,7 @@ from sslbench.config import RunConfig, config_from_dict
 from sslbench.data import ImageDataset, load_dataset
 from sslbench.errors import RunFailure, RunKilled, RunPruned, UserError
 from sslbench.methods import build_method
-from sslbench.store import Store
+from sslbench.store import Store, resolve_db_url
 from sslbench.train import distributed
 from sslbench.train.checkpoint import (
     CHECKPOINT_NAME,
@@ -141,6 +141,7 @@ def run_pretrain(cfg: RunConfig, db: str | None, *, echo: Echo = print,
     if plan is not None:
         distributed.check_batch_split(cfg.train.batch_size, plan.world_size)
     check_protocol_inputs(cfg, dataset, build_method(cfg, dataset.info.channels))
+    resolve_db_url(db)  # a bad --db is bad input too: found before the output dir is made
     out_root = _check_output_dir(cfg.train.output_dir)
     if plan is not None:
         return _launch_workers(cfg, db, plan, device, echo, show_progress)

@@ -55,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     except RunFailure as exc:
         typer.echo(f"failed: {exc}", err=True)
         return exc.exit_code
-    except typer.Abort as exc:  # click turns KeyboardInterrupt (and so RunKilled) into Abort
-        if isinstance(exc.__cause__, RunKilled):
-            typer.echo(f"killed: {exc.__cause__}", err=True)
-            return exc.__cause__.exit_code
+    except RunKilled as exc:
+        typer.echo(f"killed: {exc}", err=True)
+        return exc.exit_code
+    except typer.Abort:
         typer.echo("aborted", err=True)
         return 130
     return result if isinstance(result, int) else 0

@@ -49,9 +49,12 @@ def resolve_db_url(db: str | None) -> str:
     value = db or os.environ.get(DB_ENV_VAR) or DEFAULT_DB
     if "://" in value:
         try:
-            make_url(value)
+            make_url(value).get_dialect()
         except ArgumentError as exc:
             raise UserError(f"--db {value!r} is not a valid database URL ({exc})") from None
+        except NoSuchModuleError:
+            raise UserError(f"--db {value!r}: no database driver for "
+                            f"{value.split('://')[0]!r}") from None
         return value
     path = Path(value).expanduser().absolute()
     if not path.parent.is_dir():
@@ -151,8 +154,13 @@ def upgrade_database(url: str) -> tuple[str | None, str | None]:
 def _migrate(engine: Engine, url: str) -> None:
     """Bring the database to the head revision, holding the write lock so that only one of several
     processes opening a new database at once creates the schema."""
+    sqlite = engine.dialect.name == "sqlite"
     with engine.connect() as conn:
-        if engine.dialect.name == "sqlite":
+        if sqlite:
+            # A batch migration copies a table and drops the original; with foreign keys on,
+            # that DROP would cascade-delete every metric and artifact of every run. The pragma
+            # only takes effect outside a transaction, hence before BEGIN.
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         elif engine.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
@@ -161,7 +169,13 @@ def _migrate(engine: Engine, url: str) -> None:
             _move_legacy_version(conn, revision)
         if revision != _head_revision():  # another process may have done it
             command.upgrade(alembic_config(conn), "head")
+        if sqlite and (broken := conn.exec_driver_sql("PRAGMA foreign_key_check").first()):
+            conn.rollback()
+            raise UserError(f"DB {display_name(url)!r}: migration left a dangling reference "
+                            f"({broken[0]} → {broken[2]}); nothing was changed")
         conn.commit()
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
 def _move_legacy_version(conn: Connection, revision: str | None) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -22,12 +21,6 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SSLBENCH_DB", raising=False)
     return tmp_path
-
-
-def _table_counts(db: Path) -> dict[str, int]:
-    with sqlite3.connect(db) as con:
-        names = [r[0] for r in con.execute("select name from sqlite_master where type='table'")]
-        return {n: con.execute(f"select count(*) from {n}").fetchone()[0] for n in names}
 
 
 def test_pretrain_simclr_then_runs_and_linear_eval(workdir: Path,
@@ -108,56 +101,7 @@ def test_config_file_is_layered_under_flags_and_overrides(
     assert "epochs: 5" in out and "batch_size: 48" in out and "lr: 0.02" in out
 
 
-BAD_INPUT = [
-    (["pretrain", "simclr", "nosuch.key=1"], "unknown config key"),
-    (["pretrain", "simclr", "optimizer.lr=fast"], "optimizer.lr"),
-    (["pretrain", "simclr", "optimizer.lr=-0.1"], "optimizer.lr"),
-    (["pretrain", "simclr", "--batch-size", "0"], "batch_size"),
-    (["pretrain", "byol", "method.ema_decay=1.5"], "ema_decay"),
-    (["pretrain", "simclr", "method.ema_decay=0.9"], "ema_decay"),
-    (["pretrain", "nosuchmethod"], "nosuchmethod"),
-    (["pretrain", "simclr", "--dataset", "nosuchdata"], "nosuchdata"),
-    (["pretrain", "simclr", "--gpus", "3"], "GPU"),
-    (["pretrain", "simclr", "--config", "missing.yaml"], "missing.yaml"),
-    (["pretrain", "simclr", "--epochs", "two"], "--epochs"),
-    (["pretrain", "simclr", "notakeyvalue"], "key=value"),
-    (["linear-eval", "99"], "99"),
-]
-
-
-@pytest.fixture(scope="module")
-def finished_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A database holding one finished 1-epoch run, made once for the bad-input cases."""
-    folder = tmp_path_factory.mktemp("finished")
-    db = folder / "r.sqlite"
-    rc = main(["pretrain", "simclr", "--dataset", "synthetic", "--db", str(db), "--quiet",
-               "--epochs", "1", "--eval", "none", f"train.output_dir={folder / 'runs'}"])
-    assert rc == 0
-    return db
-
-
-@pytest.mark.parametrize(("argv", "needle"), BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(
-    workdir: Path, finished_db: Path, capfd: pytest.CaptureFixture[str], argv: list[str],
-    needle: str,
-) -> None:
-    # an existing database with one finished run must come out unchanged
-    db = workdir / "r.sqlite"
-    with sqlite3.connect(finished_db) as src, sqlite3.connect(db) as dst:
-        src.backup(dst)
-    before = _table_counts(db)
-    bytes_before = db.read_bytes()
-
-    dataset = [] if "--dataset" in argv or argv[0] != "pretrain" else ["--dataset", "synthetic"]
-    assert main([*argv, *dataset, "--db", str(db)]) == 2
-    captured = capfd.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith("error: ")
-    assert needle.lower() in lines[0].lower()
-    assert "Traceback" not in captured.err + captured.out
-    assert _table_counts(db) == before
-    assert db.read_bytes() == bytes_before
+# The catalogue of bad input (all commands) is tests/cli/test_bad_input.py.
 
 
 def test_bad_input_does_not_create_a_database(workdir: Path) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import shutil
+import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -97,3 +101,54 @@ def test_a_store_made_before_the_version_table_rename_is_moved_over(db_path: Pat
                 alembic_config()).get_current_head()
     finally:
         engine.dispose()
+
+
+FIXTURE_0001 = Path(__file__).parent / "fixtures" / "sslbench_0001.sqlite"
+
+
+def test_a_store_of_the_first_schema_opens_with_all_its_runs(tmp_path: Path) -> None:
+    """`fixtures/sslbench_0001.sqlite` was made by revision sslbench_0001 (see its script)."""
+    db = tmp_path / "old.sqlite"
+    shutil.copyfile(FIXTURE_0001, db)
+    with Store.open(str(db), create=False) as store:
+        runs = {r.id: r for r in store.list_runs()}
+        assert sorted(runs) == [1, 2, 3, 4]
+        first = store.get_run(1)
+        assert (first.kind, first.status, first.method, first.summary) == (
+            "pretrain", "COMPLETED", "simclr", {"loss": 4.1})
+        assert [(m.epoch, m.value) for m in first.metrics] == [(1, 5.2), (2, 4.1)]
+        assert first.artifacts[0].size_bytes == 1234567
+        assert (first.run_dir, first.pid, first.resumes) == (None, None, 0)  # new columns
+        assert runs[2].parent_id == 1 and runs[2].summary["linear_top1"] == 0.863
+        failed = store.get_run(3)
+        assert failed.failure_reason == "non-finite loss at step 17"
+        assert math.isnan(failed.metrics[0].value)
+        # left RUNNING by a process long gone: marked KILLED, with its last heartbeat
+        assert runs[4].status == "KILLED"
+        assert "last heartbeat 2025-03-01 12:03:00 UTC" in (runs[4].failure_reason or "")
+        new = store.create_run(kind="linear", parent_id=1, method="simclr",
+                               dataset="fashion-mnist", config={}, seed=0, provenance={"host": "h"})
+        assert new == 5
+
+
+def test_db_upgrade_command_reports_the_revisions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sslbench.cli import main
+
+    db = tmp_path / "old.sqlite"
+    shutil.copyfile(FIXTURE_0001, db)
+    assert main(["db", "upgrade", "--db", str(db)]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"{db}: upgraded from schema revision sslbench_0001 to {_head()}")
+    assert main(["db", "upgrade", "--db", str(db)]) == 0
+    assert capsys.readouterr().out.strip() == f"{db}: already at schema revision {_head()}"
+    with sqlite3.connect(db) as con:
+        assert con.execute(f"select version_num from {VERSION_TABLE}").fetchall() == [(_head(),)]
+    con.close()
+
+
+def _head() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
