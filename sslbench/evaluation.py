@@ -28,7 +28,7 @@ from sslbench.eval.subsets import LabelSpec, LabelSubset, label_subset, parse_se
 from sslbench.methods import build_method
 from sslbench.runner import Echo, _device_name, recording
 from sslbench.store import Store
-from sslbench.train.checkpoint import load_checkpoint
+from sslbench.train.checkpoint import load_checkpoint, load_method_state
 from sslbench.train.device import resolve_device, seed_everything
 
 Split = tuple[torch.Tensor, torch.Tensor]  # (train features, test features)
@@ -295,7 +295,7 @@ def evaluate_run(run_id: int, db: str | None, protocol: str, *,
         dataset = _load(cfg)
         state = load_checkpoint(checkpoints[-1].path)
         method = build_method(cfg, dataset.info.channels)
-        method.load_state_dict(state["method"])
+        load_method_state(method, state["method"])
         method.to(device)
         check_protocol_inputs(cfg, dataset, method)
         (child,) = run_protocols(store, run_id, cfg, dataset, method, device, echo)

@@ -10,8 +10,9 @@ next trial under a file lock, so two workers never overshoot the budget; workers
 machines may overshoot by at most one trial each (documented, not hidden).
 
 Recovery: a trial left RUNNING by a dead worker (its process is gone on this host, or its run's
-heartbeat in sslbench's store is stale) is marked FAIL in Optuna and FAILED in the store, and its
-parameters are queued again, so the study finishes with no trial lost or counted twice.
+heartbeat in sslbench's store is stale) is marked FAIL in Optuna and FAILED in the store (also when
+opening the store has already marked that run KILLED), and its parameters are queued again, so the
+study finishes with no trial lost or counted twice.
 """
 
 from __future__ import annotations
@@ -168,10 +169,12 @@ def recover_dead_trials(study: optuna.Study, store: Store, lock: Path,
             if not dead:
                 continue
             study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            # Opening the store may already have marked its run KILLED (same rule): keep that.
-            if run is not None and run.status == "RUNNING":
-                store.finish_run(run.id, "FAILED",
-                                 failure_reason=f"worker died (trial {t.number}); retried")
+            # Opening the store may have marked the run KILLED already (its process is gone):
+            # the sweep owns its trials, so it becomes FAILED like any trial that is retried.
+            if run is not None and run.status in ("RUNNING", "KILLED"):
+                lost = f": {run.failure_reason}" if run.status == "KILLED" else ""
+                store.finish_run(run.id, "FAILED", failure_reason=(
+                    f"worker died (trial {t.number}{lost}); retried"))
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number},
                                 skip_if_exists=False)
             recovered.append(t.number)

@@ -128,3 +128,10 @@ def check_resumable(state: dict[str, Any], path: Path) -> None:
     if state.get("format", 1) < FORMAT or "rng" not in state:
         raise UserError(f"checkpoint {str(path)!r} was written by an older sslbench without "
                         "random-generator states; it can be evaluated but not resumed")
+
+
+def load_method_state(method: torch.nn.Module, state: dict[str, Any]) -> None:
+    """Load a checkpoint's method weights strictly; host-side counters (``_extra_state``) that a
+    checkpoint from before they were saved lacks keep the fresh method's values."""
+    fresh = {k: v for k, v in method.state_dict().items() if k.endswith("_extra_state")}
+    method.load_state_dict({**fresh, **state})

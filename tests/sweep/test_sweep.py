@@ -198,18 +198,22 @@ def test_killed_worker_is_resumed_without_loss_or_duplicates(
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
-    with Store.open(str(db), create=False) as store:
-        (stuck,) = [r for r in store.list_runs(kind="trial") if r.status == "RUNNING"]
+    with sqlite3.connect(db) as con:  # as left: opening the Store would mark it KILLED
+        (stuck,) = con.execute("select id, trial_number from runs where kind = 'trial' and "
+                               "status = 'RUNNING'").fetchall()
+    con.close()
     assert main(argv) == 0
     assert "left running by a dead worker" in capsys.readouterr().out
     trials = _check_consistent(str(db), None, "simclr-synthetic", 3)
     (dead,) = [t for t in trials if t.state == TrialState.FAIL]
-    assert dead.number == stuck.trial_number
+    assert dead.number == stuck[1]
     retry = [t for t in trials if t.user_attrs.get("retry_of") == dead.number]
     assert len(retry) == 1 and retry[0].params == dead.params
     assert retry[0].state == TrialState.COMPLETE
     with Store.open(str(db), create=False) as store:
-        assert "worker died" in (store.get_run(stuck.id).failure_reason or "")
+        lost = store.get_run(stuck[0])
+    assert lost.status == "FAILED" and "worker died" in (lost.failure_reason or "")
+    assert "last heartbeat" in (lost.failure_reason or "")  # when it was last seen alive
 
 
 def test_sweep_best_prints_a_runnable_config(workdir: Path,

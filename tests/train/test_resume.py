@@ -162,3 +162,13 @@ def test_a_pickled_object_is_refused(tmp_path: Path) -> None:
     path.write_bytes(pickle.dumps({"method": Path("/etc/passwd")}))
     with pytest.raises(UserError, match="cannot be read"):
         load_checkpoint(path)
+
+
+def test_a_checkpoint_without_the_new_counters_still_evaluates() -> None:
+    """SwAV checkpoints written before its counters were saved load for evaluation."""
+    cfg = resolve_config("swav", flags={"data.dataset": "synthetic"})
+    model = build_method(cfg, 1)
+    old = {k: v for k, v in model.state_dict().items() if not k.endswith("_extra_state")}
+    fresh = build_method(cfg, 1)
+    ckpt.load_method_state(fresh, old)
+    assert torch.equal(fresh.prototypes.weight, model.prototypes.weight)
