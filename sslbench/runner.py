@@ -74,9 +74,11 @@ def _devices_label(device: torch.device, world: int) -> str:
 
 @contextlib.contextmanager
 def recording(store: Store, run_id: int) -> Iterator[None]:
-    """Mark the run FAILED (with the reason) or KILLED if the body does not finish."""
+    """Keep the run's heartbeat while the body runs; mark the run FAILED (with the reason) or
+    KILLED if the body does not finish."""
     try:
-        yield
+        with store.beating(run_id):
+            yield
     except RunKilled as exc:
         store.finish_run(run_id, "KILLED", failure_reason=f"{exc}; `sslbench resume {run_id}` "
                                                           "continues it")
@@ -248,7 +250,7 @@ def _train_and_evaluate(store: Store, run_id: int, cfg: RunConfig, dataset: Imag
     """Train (from scratch or from ``resume_from``), record the outcome, run the protocols."""
     from sslbench.evaluation import EpochMonitor, run_protocols
 
-    with StopSignals() as stop, recording(store, run_id), store.beating(run_id):
+    with StopSignals() as stop, recording(store, run_id):
         seed_everything(cfg.train.seed)
         method = build_method(cfg, dataset.info.channels)
         run_dir.mkdir(parents=True, exist_ok=True)
