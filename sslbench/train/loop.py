@@ -134,12 +134,12 @@ def pretrain(
             first_bad = torch.full((), -1, dtype=torch.long, device=device)
             method_logs: dict[str, float] = {}
             first_batch = 0
-            if epoch == at.epochs_done + 1 and at.batches_done:  # resuming mid-epoch
-                first_batch = at.batches_done
-                aug_gen.set_state(resume_from["aug_rng"])  # type: ignore[index]
-                loss_sum += resume_from["loss_sum"].to(device)  # type: ignore[index]
-                first_bad.copy_(resume_from["first_bad"])  # type: ignore[index]
-                method_logs = dict(resume_from["method_logs"])  # type: ignore[index]
+            if resume_from is not None and epoch == at.epochs_done + 1 and at.batches_done:
+                first_batch = at.batches_done  # resuming mid-epoch (after SIGINT/SIGTERM)
+                aug_gen.set_state(resume_from["aug_rng"])
+                loss_sum += resume_from["loss_sum"].to(device)
+                first_bad.copy_(resume_from["first_bad"])
+                method_logs = dict(resume_from["method_logs"])
             for i in range(first_batch, steps_per_epoch):
                 x = images[order[i * local_batch:(i + 1) * local_batch]]
                 view1 = augment(x, aug_gen, view=1).contiguous(memory_format=memory_format)
