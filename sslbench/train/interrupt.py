@@ -20,7 +20,8 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class StopSignals:
-    """Installs the handlers for its ``with`` block (main thread only; elsewhere a no-op)."""
+    """Installs the handlers for its ``with`` block (main thread only; elsewhere a no-op). A
+    signal the process ignores (SIGINT of a background job) stays ignored."""
 
     def __init__(self) -> None:
         self.received: signal.Signals | None = None
@@ -30,7 +31,8 @@ class StopSignals:
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
             for sig in SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
+                if signal.getsignal(sig) is not signal.SIG_IGN:  # nohup, `&` in a script
+                    self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
