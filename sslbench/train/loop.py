@@ -28,6 +28,7 @@ from sslbench.config import RunConfig
 from sslbench.data import ImageDataset
 from sslbench.data.augment import BatchAugment
 from sslbench.errors import RunFailure, RunKilled, UserError
+from sslbench.train import distributed
 from sslbench.train.checkpoint import (
     CHECKPOINT_NAME,
     FORMAT,
@@ -38,7 +39,6 @@ from sslbench.train.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from sslbench.train import distributed
 from sslbench.train.interrupt import StopSignals
 from sslbench.train.optim import build_optimizer, build_scheduler
 from sslbench.train.progress import TrainProgress
