@@ -191,6 +191,11 @@ class DiagnosticsConfig:
     temperature: float = _f(0.1, lo=0.0, lo_open=True)  # of the InfoNCE critic
     collapse_ratio: float = _f(0.1, lo=0.0)  # collapsed when std < collapse_ratio / sqrt(d)
     stop_on_collapse: bool = False
+    # KDE entropy / ER bound / information bottleneck (sslbench.mi.entropy): the kernel, its
+    # bandwidth (silverman, scott or a number; the vMF κ is 1/h²) and the vMF q's κ of the ER bound
+    kde_kernel: Literal["vmf", "gaussian"] = "vmf"
+    kde_bandwidth: str = "silverman"
+    er_kappa: float = _f(10.0, lo=0.0, lo_open=True)
 
 
 @dataclass
@@ -509,9 +514,22 @@ def _cross_checks(cfg: RunConfig) -> None:
         if not LAYER_PATTERN.match(layer):
             raise ConfigError(f"{key}={layer!r}: unknown layer; choose backbone, projector or "
                               "stageN (N = 1 for the first stage of the backbone)")
+    check_bandwidth("eval.diagnostics.kde_bandwidth", cfg.eval.diagnostics.kde_bandwidth)
     validate_method = getattr(cfg.method, "validate", None)
     if validate_method is not None:
         validate_method()
+
+
+def check_bandwidth(key: str, value: str) -> None:
+    """A KDE bandwidth key (``sslbench.mi.entropy``): silverman, scott or a positive number."""
+    if value in ("silverman", "scott"):
+        return
+    try:
+        ok = math.isfinite(float(value)) and float(value) > 0
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ConfigError(f"{key}={value!r}: choose silverman, scott or a positive number")
 
 
 def check_protocol(protocol: str) -> None:

@@ -26,6 +26,7 @@ from sslbench.eval.layers import feature_module
 from sslbench.eval.linear import AugmentedFeatures, linear_probe
 from sslbench.eval.subsets import LabelSpec, LabelSubset, label_subset, parse_semi_spec
 from sslbench.methods import build_method
+from sslbench.mi.entropy import BANDWIDTH_RULES
 from sslbench.runner import Echo, _device_name, recording
 from sslbench.store import Store
 from sslbench.train.checkpoint import load_checkpoint, load_method_state
@@ -223,9 +224,10 @@ class EpochMonitor:
             augment = BatchAugment(cfg.augment, mean=info.mean, std=info.std,
                                    out_size=info.image_size)
             held_out = dataset.test_images[:diag.batch_size]
-            self.diagnostics = Diagnostics.from_images(held_out, augment, device,
-                                                       seed=cfg.train.seed + 2,
-                                                       temperature=diag.temperature)
+            self.diagnostics = Diagnostics.from_images(
+                held_out, augment, device, seed=cfg.train.seed + 2, temperature=diag.temperature,
+                kde_kernel=diag.kde_kernel, kde_bandwidth=_bandwidth(diag.kde_bandwidth),
+                er_kappa=diag.er_kappa)
         n_train = dataset.train_images.shape[0]
         gen = torch.Generator().manual_seed(cfg.train.seed + 3)
         self.knn_idx = torch.randperm(n_train, generator=gen)[:cfg.eval.knn.monitor_train_size]
@@ -264,6 +266,11 @@ class EpochMonitor:
             self.echo(f"run {self.run_id}: warning: {reason}")
         if diag.stop_on_collapse:
             raise RunFailure(reason + " (--stop-on-collapse)")
+
+
+def _bandwidth(value: str) -> str | float:
+    """A bandwidth key as the estimator takes it: a rule name or a number (validated already)."""
+    return value if value in BANDWIDTH_RULES else float(value)
 
 
 # -- evaluating a finished run from its checkpoint ---------------------------------------------

@@ -112,6 +112,7 @@ class RunHooks:
     """
 
     kind: str = "pretrain"
+    parent_id: int | None = None  # e.g. the reproduction this run belongs to
     sweep_id: str | None = None
     trial_number: int | None = None
     on_start: Callable[[int], None] | None = None
@@ -120,9 +121,14 @@ class RunHooks:
 
 def run_pretrain(cfg: RunConfig, db: str | None, *, echo: Echo = print,
                  show_progress: bool = True, hooks: RunHooks | None = None,
-                 launch: LaunchOptions | None = None) -> int | None:
+                 launch: LaunchOptions | None = None,
+                 dataset: ImageDataset | None = None) -> int | None:
     """Pretrain ``cfg.method`` and run ``cfg.eval.protocols`` on it; returns the run id (None on
-    the nodes and ranks that do not record the run)."""
+    the nodes and ranks that do not record the run).
+
+    ``dataset``: already loaded (e.g. a subset, for a reproduction; single process only); else
+    loaded from ``cfg``.
+    """
     if distributed.launched_worker():  # under torchrun: this process is one of the workers
         return _distributed_worker(cfg.to_dict(), db, None, show_progress, False)
     plan = distributed.plan_launch(cfg.train.gpus, cfg.train.procs, launch or LaunchOptions(),
@@ -131,9 +137,13 @@ def run_pretrain(cfg: RunConfig, db: str | None, *, echo: Echo = print,
         raise UserError("a sweep trial runs in one process: drop train.procs / --gpus N")
     device = (resolve_device(cfg.train.gpus) if plan is None
               else distributed.worker_device(plan.use_gpus, 0))
-    dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir, download=cfg.data.download,
-                           seed=cfg.train.seed, class_list=cfg.data.class_list,
-                           image_size=cfg.data.image_size)
+    if plan is not None and dataset is not None:
+        raise UserError("a run on a given (subset) dataset runs in one process: drop "
+                        "train.procs / --gpus N")
+    if dataset is None:
+        dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir, download=cfg.data.download,
+                               seed=cfg.train.seed, class_list=cfg.data.class_list,
+                               image_size=cfg.data.image_size)
     n_train = dataset.pretrain_images.shape[0]
     if cfg.train.batch_size > n_train:
         raise UserError(f"train.batch_size={cfg.train.batch_size} is larger than the {n_train} "
@@ -229,7 +239,7 @@ def _pretrain_and_evaluate(store: Store, cfg: RunConfig, dataset: ImageDataset,
         run_id = store.create_run(
             kind=hooks.kind, method=cfg.method_name, dataset=cfg.data.dataset,
             config=cfg.to_dict(), seed=cfg.train.seed, backbone=cfg.model.backbone,
-            device=label, world_size=world,
+            device=label, world_size=world, parent_id=hooks.parent_id,
             sweep_id=hooks.sweep_id, trial_number=hooks.trial_number,
         )
     if hooks.on_start is not None:

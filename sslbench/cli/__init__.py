@@ -33,6 +33,7 @@ def _register() -> None:
         methods,
         pretrain,
         report,
+        reproduce,
         runs,
         sweep,
     )

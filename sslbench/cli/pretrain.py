@@ -48,6 +48,10 @@ def pretrain_command(
     stop_on_collapse: Annotated[bool, typer.Option(
         "--stop-on-collapse", help="End the run (FAILED) when the representation collapses, "
                                    "instead of only warning.")] = False,
+    bound: Annotated[str | None, typer.Option(
+        help="infomax: the MI bound maximised, infonce | nwj | dv (= method.bound).")] = None,
+    critic: Annotated[str | None, typer.Option(
+        help="infomax: the critic, bilinear | separable | mlp (= method.critic).")] = None,
     db: DbOption = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the resolved config and exit.")] = False,
@@ -62,6 +66,7 @@ def pretrain_command(
         "train.procs": procs,
         "eval.protocols": None if evaluate is None else ("" if evaluate == "none" else evaluate),
         "eval.diagnostics.stop_on_collapse": True if stop_on_collapse else None,
+        "method.bound": bound, "method.critic": critic,
     }
     cfg = resolve_config(method, config_file=config, flags=flags, overrides=overrides or [])
     if dry_run:

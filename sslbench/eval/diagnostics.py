@@ -13,6 +13,16 @@
 - InfoNCE (van den Oord, Li, Vinyals, "Representation Learning with Contrastive Predictive
   Coding", 2018, eq. 5): I(v1; v2) ≥ log K − L_NCE for a batch of K pairs and any critic; with
   the cosine critic s/τ the estimate can never exceed log K, its ceiling, logged beside it.
+  It is ``sslbench.mi.bounds.infonce`` on the cosine critic's scores.
+- Entropy and the ER bound (Rodríguez-Gálvez et al., ICML 2023, eq. 3): ``entropy_kde``, the KDE
+  entropy Ĥ(Z) of the output (``eval.diagnostics.kde_kernel`` / ``kde_bandwidth``, see
+  ``sslbench.mi.entropy``; ``entropy_log_n`` = log N is its scale), ``er_reconstruction``
+  E[log q(z₂ | z₁)] for a vMF q of concentration ``er_kappa``, and ``er_bound`` their sum.
+- Latent bootstrapping as an information bottleneck (methods with a predictor: BYOL, SimSiam,
+  DirectPred, MoCo v3), LB = (1−β)·H(V_θ) + β·H(V_θ | V̂_ζ) − H(T): ``ib_entropy`` Ĥ(V_θ) and
+  ``ib_conditional_entropy`` Ĥ(V_θ | V̂_ζ) with the same estimator, V_θ the online projection of
+  view 1 and V̂_ζ the target's projection of view 2 (the online network's own for SimSiam).
+- A method with ``mi_estimates(view1, view2)`` (InfoMax) adds its own bounds with its critic.
 """
 
 from __future__ import annotations
@@ -25,6 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslbench.data.augment import BatchAugment
+from sslbench.mi.bounds import infonce
+from sslbench.mi.entropy import kde_conditional_entropy, kde_entropy, vmf_reconstruction
 
 
 def collapse_std(z: torch.Tensor) -> float:
@@ -60,11 +72,25 @@ def infonce_estimate(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.
     pair. L_NCE is a cross-entropy, hence ≥ 0, so the estimate is ≤ log K.
     """
     u1, u2 = F.normalize(z1.float(), dim=1), F.normalize(z2.float(), dim=1)
-    logits = u1 @ u2.T / temperature
-    k = z1.shape[0]
-    loss = F.cross_entropy(logits, torch.arange(k, device=logits.device)).item()
-    log_k = math.log(k)
-    return log_k - loss, log_k
+    return infonce((u1 @ u2.T).double() / temperature).item(), math.log(z1.shape[0])
+
+
+def entropy_diagnostics(z1: torch.Tensor, z2: torch.Tensor, kernel: str = "vmf",
+                        bandwidth: str | float = "silverman", kappa: float = 10.0
+                        ) -> dict[str, float]:
+    """Ĥ(Z₂) by KDE, the vMF reconstruction term of z₂ given z₁ and the ER bound, in nats."""
+    entropy = kde_entropy(z2.double(), kernel, bandwidth).item()
+    recon = vmf_reconstruction(z2.double(), z1.double(), kappa).item()
+    return {"entropy_kde": entropy, "entropy_log_n": math.log(z2.shape[0]),
+            "er_reconstruction": recon, "er_bound": entropy + recon}
+
+
+def bottleneck_diagnostics(online: torch.Tensor, target: torch.Tensor, kernel: str = "vmf",
+                           bandwidth: str | float = "silverman") -> dict[str, float]:
+    """Ĥ(V_θ) and Ĥ(V_θ | V̂_ζ) of latent bootstrapping (see the module doc)."""
+    v, w = online.double(), target.double()
+    return {"ib_entropy": kde_entropy(v, kernel, bandwidth).item(),
+            "ib_conditional_entropy": kde_conditional_entropy(v, w, kernel, bandwidth).item()}
 
 
 @dataclass
@@ -74,15 +100,19 @@ class Diagnostics:
     view1: torch.Tensor
     view2: torch.Tensor
     temperature: float = 0.1
+    kde_kernel: str = "vmf"
+    kde_bandwidth: str | float = "silverman"
+    er_kappa: float = 10.0
     dims: dict[str, int] = field(default_factory=dict)  # output name → d, set by `measure`
 
     @classmethod
     def from_images(cls, images: torch.Tensor, augment: BatchAugment, device: torch.device,
-                    seed: int, temperature: float = 0.1) -> Diagnostics:
-        """Draw the two views once, from ``seed``, so every epoch is measured on the same input."""
+                    seed: int, temperature: float = 0.1, **entropy: str | float) -> Diagnostics:
+        """Draw the two views once, from ``seed``, so every epoch is measured on the same input.
+        ``entropy``: ``kde_kernel``, ``kde_bandwidth``, ``er_kappa``."""
         gen = torch.Generator(device=device).manual_seed(seed)
         x = images.to(device)
-        return cls(augment(x, gen), augment(x, gen), temperature)
+        return cls(augment(x, gen), augment(x, gen), temperature, **entropy)  # type: ignore[arg-type]
 
     @torch.no_grad()
     def measure(self, method: nn.Module) -> dict[str, float]:
@@ -104,9 +134,25 @@ class Diagnostics:
             out |= {"alignment": alignment(z1, z2),
                     "uniformity": (uniformity(z1) + uniformity(z2)) / 2,
                     "infonce_mi": mi, "infonce_log_k": log_k}
+            out |= entropy_diagnostics(z1, z2, self.kde_kernel, self.kde_bandwidth,
+                                       self.er_kappa)
+            if isinstance(getattr(method, "predictor", None), nn.Module):
+                out |= bottleneck_diagnostics(z1, self._target(method, h2, z2),
+                                              self.kde_kernel, self.kde_bandwidth)
+            if hasattr(method, "mi_estimates"):
+                out |= method.mi_estimates(self.view1, self.view2)
         finally:
             method.train(was_training)
         return out
+
+
+    def _target(self, method: nn.Module, h2: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        """V̂_ζ: the momentum target's projection of view 2, or the online one (SimSiam)."""
+        target_backbone = getattr(method, "target_backbone", None)
+        target_projector = getattr(method, "target_projector", None)
+        if isinstance(target_backbone, nn.Module) and isinstance(target_projector, nn.Module):
+            return target_projector(target_backbone(self.view2)).float()
+        return z2
 
 
 def collapsed_outputs(metrics: dict[str, float], dims: dict[str, int], ratio: float) -> list[str]:

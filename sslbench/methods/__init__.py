@@ -27,6 +27,8 @@ _MODULES: dict[str, str] = {
     "barlow": "sslbench.methods.barlow",
     "vicreg": "sslbench.methods.vicreg",
     "swav": "sslbench.methods.swav",
+    "infomax": "sslbench.methods.infomax",
+    "er": "sslbench.methods.er",
 }
 
 
@@ -34,7 +36,8 @@ _MODULES: dict[str, str] = {
 class MethodSpec:
     name: str
     paper: str
-    family: str  # contrastive | distillation | redundancy reduction | clustering
+    # contrastive | distillation | redundancy reduction | clustering | mutual information
+    family: str
     config_cls: type
     build: Callable[..., Any]
     defaults: dict[str, Any] = field(default_factory=dict)

@@ -52,8 +52,8 @@ def dv(scores: torch.Tensor) -> torch.Tensor:
     I_DV = E_p[f] − log E_{p(x)p(y)}[e^{f}].
 
     Tight when f = log p(x, y)/(p(x)p(y)) + c. Since log m ≤ m/e for every m > 0,
-    I_DV ≥ I_NWJ on the same scores. The log of a sample mean makes it biased (downwards for a
-    fixed critic, by Jensen), the more so the larger the true MI.
+    I_DV ≥ I_NWJ on the same scores. The log of a sample mean makes it biased (upwards for a
+    fixed critic: E[−log m̂] ≥ −log E[m̂] by Jensen), the more so the larger the true MI.
     """
     off = _off_diagonal(scores)
     return scores.diagonal().mean() - (off.logsumexp(dim=0) - math.log(off.numel()))

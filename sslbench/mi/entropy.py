@@ -41,18 +41,6 @@ KERNELS = ("gaussian", "vmf")
 BANDWIDTH_RULES = ("silverman", "scott")
 
 
-def check_bandwidth(value: str) -> None:
-    """``silverman``, ``scott`` or a positive number; a ValueError with the reason otherwise."""
-    if value in BANDWIDTH_RULES:
-        return
-    try:
-        h = float(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is neither a rule (silverman, scott) nor a number") from None
-    if not (math.isfinite(h) and h > 0):
-        raise ValueError(f"{value!r} must be a positive number")
-
-
 def select_bandwidth(z: torch.Tensor, rule: str | float = "silverman") -> float:
     """The kernel bandwidth h for embeddings ``z`` [N, d] by ``rule`` (see the module doc)."""
     if not isinstance(rule, str) or rule not in BANDWIDTH_RULES:

@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-RUN_KINDS = ("pretrain", "linear", "knn", "semisup", "supervised", "trial", "bench")
+RUN_KINDS = ("pretrain", "linear", "knn", "semisup", "supervised", "trial", "bench", "reproduce")
 RUN_STATUSES = ("QUEUED", "RUNNING", "COMPLETED", "FAILED", "KILLED", "PRUNED")
 FINAL_STATUSES = ("COMPLETED", "FAILED", "KILLED", "PRUNED")
 

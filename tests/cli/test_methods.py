@@ -13,7 +13,8 @@ from sslbench.cli import main
 from sslbench.methods import method_names
 
 REPO = Path(__file__).parents[2]
-FAMILIES = {"contrastive", "distillation", "redundancy reduction", "clustering"}
+FAMILIES = {"contrastive", "distillation", "redundancy reduction", "clustering",
+            "mutual information"}
 
 
 def test_json_lists_every_method(capsys: pytest.CaptureFixture[str]) -> None:

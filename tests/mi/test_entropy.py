@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
+from sslbench.config import check_bandwidth
+from sslbench.errors import ConfigError
 from sslbench.mi.entropy import (
-    check_bandwidth,
     er_bound,
     gaussian_reconstruction,
     kde_conditional_entropy,
@@ -49,10 +50,10 @@ def test_bandwidth_rules() -> None:
     assert scott == pytest.approx(z.std(dim=0).mean().item() * 1000 ** (-1 / 8), rel=1e-4)
     assert select_bandwidth(z, "silverman") == pytest.approx((4 / 6) ** (1 / 8) * scott)
     assert select_bandwidth(z, 0.3) == 0.3
-    check_bandwidth("0.2")
+    check_bandwidth("eval.diagnostics.kde_bandwidth", "0.2")
     for bad in ("wide", "-1", "nan"):
-        with pytest.raises(ValueError):
-            check_bandwidth(bad)
+        with pytest.raises(ConfigError, match="kde_bandwidth"):
+            check_bandwidth("eval.diagnostics.kde_bandwidth", bad)
 
 
 def test_log_bessel_and_vmf_normaliser_closed_forms() -> None:

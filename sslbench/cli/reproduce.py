@@ -1,0 +1,51 @@
+"""`sslbench reproduce NAME`: the seed papers' claims, each recorded as a run with its figure."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from sslbench.cli import app
+from sslbench.cli.pretrain import DbOption
+from sslbench.reproduce import REPRODUCTIONS
+
+_NAMES = "\n".join(f"  {name}: {text}" for name, (_, text) in REPRODUCTIONS.items())
+
+
+@app.command("reproduce", help=f"Reproduce a claim of the seed papers; NAME is one of:\n\n{_NAMES}"
+                               "\n\nThe run, its points and its figure go into the store; the "
+                               "pretraining runs it starts are its children.")
+def reproduce_command(
+    name: Annotated[str, typer.Argument(help="Which reproduction (see above).")],
+    out_dir: Annotated[str, typer.Option(
+        "--out", help="Folder for the figure (PNG).")] = "reproductions",
+    dataset: Annotated[str, typer.Option(help="Dataset of the training ones.")] = "fashion-mnist",
+    data_dir: Annotated[str | None, typer.Option(
+        help="Root holding one folder per dataset [env SSLBENCH_DATA].")] = None,
+    train_size: Annotated[int, typer.Option(
+        help="Random train images used (pretraining and probe).")] = 10000,
+    test_size: Annotated[int, typer.Option(help="Random test images for the probe.")] = 2000,
+    epochs: Annotated[int | None, typer.Option(
+        help="Pretraining epochs [each reproduction's own].")] = None,
+    batch_sizes: Annotated[str, typer.Option(
+        help="batch-size: the sizes compared, comma-separated.")] = "16,64,256,512",
+    seed: Annotated[int, typer.Option(help="Seed of everything random.")] = 0,
+    gpus: Annotated[int | None, typer.Option(help="0: CPU; 1: one GPU.")] = None,
+    db: DbOption = None,
+) -> None:
+    from sslbench.errors import UserError
+    from sslbench.reproduce import ReproSettings, check_name, check_settings
+
+    check_name(name)
+    try:
+        sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
+    except ValueError:
+        raise UserError(f"--batch-sizes {batch_sizes!r} must be integers, e.g. 16,64,256") from None
+    settings = ReproSettings(db=db, out_dir=out_dir, dataset=dataset, data_dir=data_dir,
+                             train_size=train_size, test_size=test_size, epochs=epochs,
+                             batch_sizes=sizes, seed=seed, gpus=gpus)
+    check_settings(name, settings)
+    from sslbench.reproduce import run_reproduction
+
+    run_reproduction(name, settings, echo=typer.echo)

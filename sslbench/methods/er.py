@@ -1,0 +1,81 @@
+"""ER: maximise the entropy-and-reconstruction bound on I(Z₁; Z₂) (Rodríguez-Gálvez, Blaas,
+Rodríguez, Tarokh, "The Role of Entropy and Reconstruction in Multi-View Self-Supervised
+Learning", ICML 2023, eq. 3 and sec. 4):
+
+    I(Z₁; Z₂) ≥ H(Z₂) + E[log q(Z₂ | Z₁)],
+
+H by KDE on the batch's projections (``method.kernel``, ``method.bandwidth``; see
+``sslbench.mi.entropy``) and q a von Mises–Fisher (cosine term, κ = ``method.kappa``) or a
+Gaussian (MSE term, σ = ``method.sigma``) centred on the other view's projection. Symmetrised
+over the two views; the loss is minus the bound, in nats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from sslbench.config import RunConfig, _f, check_bandwidth
+from sslbench.methods import MethodSpec
+from sslbench.mi.entropy import BANDWIDTH_RULES, er_bound
+from sslbench.models.heads import MLP
+
+
+@dataclass
+class ERConfig:
+    name: str = "er"
+    kernel: Literal["vmf", "gaussian"] = "vmf"
+    bandwidth: str = "silverman"  # silverman, scott or a number (the vMF κ is 1/h²)
+    reconstruction: Literal["vmf", "gaussian"] = "vmf"
+    kappa: float = _f(10.0, lo=0.0, lo_open=True)  # of the vMF q
+    sigma: float = _f(1.0, lo=0.0, lo_open=True)  # of the Gaussian q
+
+    def validate(self) -> None:
+        check_bandwidth("method.bandwidth", self.bandwidth)
+
+
+def er_loss(z1: torch.Tensor, z2: torch.Tensor, cfg: ERConfig) -> tuple[torch.Tensor,
+                                                                       dict[str, torch.Tensor]]:
+    """−½ [ER(Z₂ | Z₁) + ER(Z₁ | Z₂)] and the mean entropy / reconstruction terms."""
+    bandwidth = cfg.bandwidth if cfg.bandwidth in BANDWIDTH_RULES else float(cfg.bandwidth)
+    kw = {"reconstruction": cfg.reconstruction, "kernel": cfg.kernel, "bandwidth": bandwidth,
+          "kappa": cfg.kappa, "sigma": cfg.sigma}
+    a, b = er_bound(z1, z2, **kw), er_bound(z2, z1, **kw)
+    logs = {k: ((a[k] + b[k]) / 2).detach() for k in a}
+    return -(a["bound"] + b["bound"]) / 2, logs
+
+
+class ER(nn.Module):
+    def __init__(self, cfg: RunConfig, backbone: nn.Module) -> None:
+        super().__init__()
+        m = cfg.model
+        self.cfg = cfg.method
+        self.backbone = backbone
+        self.projector = MLP(backbone.out_dim, m.projector_hidden_dim, m.projector_dim,
+                             m.projector_layers)
+
+    def training_step(self, view1: torch.Tensor, view2: torch.Tensor
+                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        z1, z2 = self.projector(self.backbone(torch.cat([view1, view2]))).float().chunk(2)
+        return er_loss(z1, z2, self.cfg)
+
+    def on_train_step_end(self, step: int, total_steps: int) -> dict[str, float]:
+        return {}
+
+
+def build(cfg: RunConfig, backbone: nn.Module) -> ER:
+    return ER(cfg, backbone)
+
+
+SPEC = MethodSpec(
+    name="er",
+    paper="Rodríguez-Gálvez et al., The Role of Entropy and Reconstruction in Multi-View "
+          "Self-Supervised Learning, ICML 2023",
+    family="mutual information",
+    config_cls=ERConfig,
+    build=build,
+    defaults={},
+)

@@ -1,0 +1,92 @@
+"""Reproductions of the seed papers' claims, each one command: ``sslbench reproduce NAME``.
+
+A reproduction is one run of kind ``reproduce`` in the store (its settings as config, its points as
+metrics, its figure as an artifact); the pretraining runs it starts are its children (with their
+own linear probes as grandchildren), so ``sslbench runs show ID`` tells the whole story.
+
+Sized for a CPU: the training reproductions use a random subset of the dataset (``--train-size``,
+``--test-size``) and a few epochs; the Gaussian ones need no data. Names and what they show:
+
+- ``simsiam-collapse``: SimSiam with and without the stop-gradient (Chen & He 2021, Fig. 2);
+- ``infonce-ceiling``: the InfoNCE estimate never exceeds log K (batch K = 16 … 512);
+- ``critics``: Tschannen et al. 2020: critic vs MI estimate vs linear accuracy, two halves;
+- ``gaussian-bounds``: InfoNCE saturates at log K, NWJ's variance and DV's bias grow with MI;
+- ``batch-size``: linear accuracy vs batch size, SimCLR vs BYOL / Barlow Twins / VICReg.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sslbench.errors import UserError
+
+Echo = Callable[[str], None]
+
+# name → (module, one-line description); modules are imported on demand (they import torch)
+REPRODUCTIONS: dict[str, tuple[str, str]] = {
+    "simsiam-collapse": ("sslbench.reproduce.training",
+                         "SimSiam with vs without stop-gradient: output std and accuracy"),
+    "infonce-ceiling": ("sslbench.reproduce.gaussian",
+                        "InfoNCE estimate vs log K for batch sizes 16 to 512"),
+    "critics": ("sslbench.reproduce.training",
+                "Tschannen et al.: bilinear/separable vs MLP critic on two image halves"),
+    "gaussian-bounds": ("sslbench.reproduce.gaussian",
+                        "InfoNCE/NWJ/DV on Gaussians with known MI swept upward"),
+    "batch-size": ("sslbench.reproduce.training",
+                   "linear accuracy vs batch size: SimCLR vs BYOL, Barlow Twins, VICReg"),
+}
+
+
+@dataclass
+class ReproSettings:
+    """What the command line chooses; each reproduction reads what it needs."""
+
+    db: str | None = None
+    out_dir: str = "reproductions"  # the PNG goes here
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    train_size: int = 10000
+    test_size: int = 2000
+    epochs: int | None = None  # None: the reproduction's own
+    batch_sizes: list[int] = field(default_factory=lambda: [16, 64, 256, 512])
+    seed: int = 0
+    gpus: int | None = None
+
+
+def check_name(name: str) -> None:
+    if name not in REPRODUCTIONS:
+        raise UserError(f"unknown reproduction {name!r}: choose one of "
+                        f"{', '.join(REPRODUCTIONS)}")
+
+
+def check_settings(name: str, s: ReproSettings) -> None:
+    """Bad sizes are bad input: one line, nothing written."""
+    for key, value in (("--train-size", s.train_size), ("--test-size", s.test_size)):
+        if value < 2:
+            raise UserError(f"{key}={value} must be at least 2")
+    if s.epochs is not None and s.epochs < 1:
+        raise UserError(f"--epochs={s.epochs} must be at least 1")
+    if not s.batch_sizes or any(b < 2 for b in s.batch_sizes):
+        raise UserError("--batch-sizes must be a comma list of sizes of at least 2")
+    if name == "batch-size" and any(b > s.train_size for b in s.batch_sizes):
+        raise UserError(f"--batch-sizes {max(s.batch_sizes)} is larger than --train-size "
+                        f"{s.train_size}")
+
+
+def run_reproduction(name: str, settings: ReproSettings, echo: Echo = print) -> int:
+    """Run reproduction ``name``; the id of its ``reproduce`` run in the store."""
+    import importlib
+
+    check_name(name)
+    check_settings(name, settings)
+    module: Any = importlib.import_module(REPRODUCTIONS[name][0])
+    out = Path(settings.out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {str(out)!r} ({exc.strerror})") from None
+    run_id: int = module.RUNNERS[name](settings, echo)
+    return run_id
