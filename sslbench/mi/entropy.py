@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 
 KERNELS = ("gaussian", "vmf")
+# σ̂ of a collapsed (constant) embedding is 0; the floor keeps h > 0 and Ĥ finite (very low)
+SIGMA_FLOOR = 1e-6
 BANDWIDTH_RULES = ("silverman", "scott")
 
 
@@ -46,7 +48,7 @@ def select_bandwidth(z: torch.Tensor, rule: str | float = "silverman") -> float:
     if not isinstance(rule, str) or rule not in BANDWIDTH_RULES:
         return float(rule)
     n, d = z.shape
-    sigma = z.detach().double().std(dim=0).mean().clamp_min(1e-12).item()
+    sigma = z.detach().double().std(dim=0).mean().clamp_min(SIGMA_FLOOR).item()
     factor = (4 / (d + 2)) ** (1 / (d + 4)) if rule == "silverman" else 1.0
     return factor * sigma * n ** (-1 / (d + 4))
 

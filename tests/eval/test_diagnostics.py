@@ -10,8 +10,10 @@ import torch
 from sslbench.eval.diagnostics import (
     Diagnostics,
     alignment,
+    bottleneck_diagnostics,
     collapse_std,
     collapsed_outputs,
+    entropy_diagnostics,
     infonce_estimate,
     rankme,
     uniformity,
@@ -102,3 +104,41 @@ def test_measure_flags_a_collapsed_method_and_restores_train_mode() -> None:
     assert len(collapsed_outputs(metrics, diag.dims, ratio=0.1)) == 2
     healthy = {"collapse_std_backbone": 1 / math.sqrt(6)}
     assert collapsed_outputs(healthy, {"backbone": 6}, ratio=0.1) == []
+
+
+def test_entropy_and_er_diagnostics() -> None:
+    z1 = torch.randn(256, 16, generator=GEN)
+    z2 = z1 + 0.1 * torch.randn(256, 16, generator=GEN)
+    out = entropy_diagnostics(z1, z2, kernel="vmf", kappa=5.0)
+    assert out["entropy_log_n"] == pytest.approx(math.log(256))
+    assert out["er_bound"] == pytest.approx(out["entropy_kde"] + out["er_reconstruction"])
+    # a cloud concentrated around one direction has a lower entropy than a spread one
+    concentrated = torch.randn(256, 16, generator=GEN) * 0.05 + 1.0
+    assert entropy_diagnostics(concentrated, concentrated)["entropy_kde"] < out["entropy_kde"] - 5
+    collapsed = entropy_diagnostics(torch.ones(64, 16), torch.ones(64, 16))
+    assert math.isfinite(collapsed["entropy_kde"]) and collapsed["entropy_kde"] < out["entropy_kde"]
+
+
+def test_bottleneck_terms_fall_when_the_target_predicts_the_online_output() -> None:
+    v = torch.randn(256, 4, generator=GEN, dtype=torch.float64)
+    close = bottleneck_diagnostics(v, v + 0.05 * torch.randn(256, 4, generator=GEN,
+                                                               dtype=torch.float64), "gaussian")
+    far = bottleneck_diagnostics(v, torch.randn(256, 4, generator=GEN, dtype=torch.float64),
+                                 "gaussian")
+    assert close["ib_entropy"] == pytest.approx(far["ib_entropy"])
+    assert close["ib_conditional_entropy"] < far["ib_conditional_entropy"] - 1.0
+
+
+@pytest.mark.parametrize("method,has_ib", [("byol", True), ("simsiam", True), ("simclr", False)])
+def test_measure_records_the_bottleneck_terms_for_latent_bootstrapping(method: str,
+                                                                       has_ib: bool) -> None:
+    from sslbench.config import resolve_config
+    from sslbench.methods import build_method
+
+    cfg = resolve_config(method, overrides=["data.dataset=synthetic", "model.width=4"])
+    model = build_method(cfg, in_channels=1)
+    views = torch.randn(32, 1, 28, 28, generator=GEN), torch.randn(32, 1, 28, 28, generator=GEN)
+    metrics = Diagnostics(*views).measure(model)
+    assert {"entropy_kde", "er_reconstruction", "er_bound"} <= set(metrics)
+    assert ("ib_entropy" in metrics) == has_ib
+    assert ("ib_conditional_entropy" in metrics) == has_ib
