@@ -60,6 +60,9 @@ def plot_curves_and_bars(path: Path, curves: dict[str, list[tuple[int, float]]],
                   label=label)
     if hline is not None:
         left.axhline(hline[0], color="gray", ls="--", label=hline[1])
+    from matplotlib.ticker import MaxNLocator
+
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.set_xlabel("epoch")
     left.set_ylabel(ylabel)
     _save(fig, left, path)
