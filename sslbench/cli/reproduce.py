@@ -10,7 +10,7 @@ from sslbench.cli import app
 from sslbench.cli.pretrain import DbOption
 from sslbench.reproduce import REPRODUCTIONS
 
-_NAMES = "\n".join(f"  {name}: {text}" for name, (_, text) in REPRODUCTIONS.items())
+_NAMES = "\n\n".join(f"{name}: {text}" for name, (_, text) in REPRODUCTIONS.items())
 
 
 @app.command("reproduce", help=f"Reproduce a claim of the seed papers; NAME is one of:\n\n{_NAMES}"
