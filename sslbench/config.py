@@ -520,9 +520,12 @@ def _cross_checks(cfg: RunConfig) -> None:
         validate_method()
 
 
+KDE_BANDWIDTH_RULES = ("silverman", "scott")  # see sslbench.mi.entropy.select_bandwidth
+
+
 def check_bandwidth(key: str, value: str) -> None:
     """A KDE bandwidth key (``sslbench.mi.entropy``): silverman, scott or a positive number."""
-    if value in ("silverman", "scott"):
+    if value in KDE_BANDWIDTH_RULES:
         return
     try:
         ok = math.isfinite(float(value)) and float(value) > 0

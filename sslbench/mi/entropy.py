@@ -37,10 +37,12 @@ import math
 import torch
 import torch.nn.functional as F
 
+from sslbench.config import KDE_BANDWIDTH_RULES
+
 KERNELS = ("gaussian", "vmf")
 # σ̂ of a collapsed (constant) embedding is 0; the floor keeps h > 0 and Ĥ finite (very low)
 SIGMA_FLOOR = 1e-6
-BANDWIDTH_RULES = ("silverman", "scott")
+BANDWIDTH_RULES = KDE_BANDWIDTH_RULES
 
 
 def select_bandwidth(z: torch.Tensor, rule: str | float = "silverman") -> float:
