@@ -120,7 +120,7 @@ def _last_epoch_knn(store: Store, run_ids: list[int]) -> tuple[dict[int, float],
 
     curves = load_curves(store, run_ids, ["knn_top1", "loss"])
     knn = {rid: sorted(c["knn_top1"])[-1][1] for rid, c in curves.items() if c.get("knn_top1")}
-    epochs = {rid: 1 + max(e for key in c.values() for e, _ in key) for rid, c in curves.items()}
+    epochs = {rid: len({e for e, _ in c.get("loss", [])}) for rid, c in curves.items()}
     return knn, epochs
 
 

@@ -70,14 +70,15 @@ def make_study(name: str, space: SearchSpace, storage: optuna.storages.BaseStora
     """Create the study, or load it when it exists (re-running a command resumes it).
 
     Each local worker seeds its sampler differently (``seed + worker index``): with one seed
-    the workers would all draw the same first random trials.
+    the workers would all draw the same first random trials; a resumed study adds the number of
+    trials it holds, or its first new trials would repeat the first session's.
     """
-    sampler = optuna.samplers.TPESampler(seed=space.seed + worker_index, multivariate=True,
-                                         constant_liar=True,
-                                         n_startup_trials=min(5, max(1, space.trials // 3)))
     pruner = make_pruner(space)
-    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
+    study = optuna.create_study(study_name=name, storage=storage, sampler=_sampler(space, 0),
                                 pruner=pruner, direction="maximize", load_if_exists=True)
+    # A resumed study must not replay the random start-up draws of the first session: the seed
+    # also counts the trials already there (and the worker, so parallel workers differ).
+    study.sampler = _sampler(space, worker_index + 1000 * len(study.get_trials(deepcopy=False)))
     attrs = study.user_attrs
     if "method" in attrs and attrs["method"] != space.method:
         raise UserError(f"study {name!r} belongs to method {attrs['method']!r}; choose another "
@@ -88,6 +89,12 @@ def make_study(name: str, space: SearchSpace, storage: optuna.storages.BaseStora
         study.set_user_attr("trials", space.trials)
         study.set_user_attr("space", space.source)
     return study
+
+
+def _sampler(space: SearchSpace, offset: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.TPESampler(seed=space.seed + offset, multivariate=True,
+                                      constant_liar=True,
+                                      n_startup_trials=min(5, max(1, space.trials // 3)))
 
 
 def make_pruner(space: SearchSpace) -> optuna.pruners.BasePruner:

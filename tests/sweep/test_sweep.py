@@ -287,3 +287,21 @@ def test_baseline_trial_runs_the_defaults_once() -> None:
         "s", parse_space({**SPACE, "baseline": False}), None, None)) is False
     with pytest.raises(ConfigError, match="baseline must be true or false"):
         parse_space({**SPACE, "baseline": "yes"})
+
+
+def test_a_resumed_study_does_not_replay_the_first_sessions_draws(tmp_path: Path) -> None:
+    """Re-running the command re-creates the sampler; seeded as before, its random start-up
+    trials would repeat the first session's parameters (seen on a real sweep)."""
+    from sslbench.sweep.study import make_study, suggest
+
+    space = parse_space({**SPACE, "baseline": False, "trials": 12})  # 4 random start-up trials
+    storage, _ = open_storage(str(tmp_path / "j.log"), "sqlite:///unused.sqlite")
+    first = make_study("s", space, storage)
+    params = []
+    for _ in range(2):
+        trial = first.ask()
+        params.append(suggest(trial, space))
+        first.tell(trial, 0.5)
+    resumed = make_study("s", space, storage)  # a new process running the same command
+    again = suggest(resumed.ask(), space)
+    assert again not in params
