@@ -181,9 +181,7 @@ def _migrate(engine: Engine, url: str) -> None:
 def _move_legacy_version(conn: Connection, revision: str | None) -> None:
     """A store made before the version table was renamed: record its revision in
     `VERSION_TABLE` and take it out of `alembic_version` (dropped when nothing else is left)."""
-    conn.execute(text(f"CREATE TABLE {VERSION_TABLE} (version_num VARCHAR(32) NOT NULL, "
-                      f"CONSTRAINT {VERSION_TABLE}_pkc PRIMARY KEY (version_num))"))
-    conn.execute(text(f"INSERT INTO {VERSION_TABLE} (version_num) VALUES (:v)"), {"v": revision})
+    command.stamp(alembic_config(conn), revision)  # creates VERSION_TABLE (see migrations/env.py)
     conn.execute(text(f"DELETE FROM {LEGACY_VERSION_TABLE} WHERE version_num = :v"),
                  {"v": revision})
     left = conn.execute(text(f"SELECT COUNT(*) FROM {LEGACY_VERSION_TABLE}")).scalar_one()
