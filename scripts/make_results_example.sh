@@ -4,7 +4,8 @@
 # and a kNN evaluation, then a 12-trial BYOL sweep at the same 2-epoch budget (trial 0 = defaults).
 set -euo pipefail
 DB=${1:-results.sqlite.example}
-for method in simclr byol moco mocov3 simsiam directpred align_uniform barlow vicreg swav; do
+# every registered method (a new one joins without editing this script)
+for method in $(python -c "from sslbench.methods import method_names; print(*method_names())"); do
     sslbench pretrain "$method" --epochs 2 --eval linear,knn --db "$DB" --quiet
 done
 sslbench sweep byol --trials 12 --study byol-fm --db "$DB" --quiet

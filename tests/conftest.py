@@ -13,7 +13,23 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATASETS = Path(__file__).parents[1].parent / "shared" / "datasets"
+REPO = Path(__file__).parents[1]
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    """The root of this checkout (a child Python process imports sslbench from here)."""
+    return REPO
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run the test in its own folder (checkpoints go to ./runs) with no SSLBENCH_DB leaking
+    in."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SSLBENCH_DB", raising=False)
+    return tmp_path
 
 
 @pytest.fixture(scope="session")

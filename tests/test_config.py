@@ -1,7 +1,8 @@
 import pytest
 
-from sslbench.config import config_from_dict, parse_overrides, resolve_config, to_yaml
+from sslbench.config import parse_overrides, to_yaml
 from sslbench.errors import ConfigError
+from sslbench.resolve import config_from_dict, resolve_config
 
 
 def test_defaults_and_method_section():

@@ -3,6 +3,8 @@ convolutions, forward and backward), and the model FLOP utilisation (MFU) they i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -11,16 +13,16 @@ PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "A6000": 154.8, "L40
                "RTX 4090": 165.2}
 
 
-def training_flops_per_image(method: nn.Module, views: tuple[torch.Tensor, torch.Tensor]) -> float:
+def training_flops_per_image(method: nn.Module, views: Sequence[torch.Tensor]) -> float:
     """FLOPs of one ``training_step`` plus its backward pass, per image of the batch (each image
-    gives two views); counted once on ``views`` (a small batch is enough: the cost per image of
-    the encoder does not depend on the batch)."""
+    gives all its views); counted once on ``views`` (a small batch is enough: the cost per image
+    of the encoder does not depend on the batch)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     was_training = method.training
     method.train()
     with FlopCounterMode(display=False) as counter:
-        loss, _ = method.training_step(*views)
+        loss, _ = method.training_step(list(views))
         loss.backward()
     method.zero_grad(set_to_none=True)
     method.train(was_training)

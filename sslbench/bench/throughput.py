@@ -105,7 +105,8 @@ class PreparedViews:
 
 def prepare_views(cfg: RunConfig, dataset: ImageDataset, device: torch.device,
                   count: int) -> list[torch.Tensor]:
-    """``count`` batches of (view 1, view 2), flattened, made by the configured augmentation."""
+    """``count`` batches of all their views (two, plus any small crops), flattened, made by the
+    configured augmentation."""
     augment = BatchAugment(cfg.augment, mean=dataset.info.mean, std=dataset.info.std,
                            out_size=dataset.info.image_size)
     gen = torch.Generator(device=device).manual_seed(cfg.train.seed)
@@ -114,7 +115,7 @@ def prepare_views(cfg: RunConfig, dataset: ImageDataset, device: torch.device,
     views = []
     for i in range(count):
         x = images[i * batch:(i + 1) * batch]
-        views += [augment(x, gen, view=1), augment(x, gen, view=2)]
+        views += augment.make_views(x, gen)
     return views
 
 

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from sslbench.cli import app
-from sslbench.cli.runs import DbOption
+from sslbench.cli.options import ConfigOption, DataDirOption, DbOption, GpusOption
 
 bench_app = typer.Typer(help="Benchmarks (printed, and recorded as runs of kind 'bench').",
                         no_args_is_help=True)
@@ -62,14 +62,8 @@ def bench_report(
 
 
 MethodArg = Annotated[str, typer.Argument(help="Method (see `sslbench methods`).")]
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c",
-                                                   help="YAML config (a recipe).")]
 SetOption = Annotated[list[str] | None, typer.Option(
     "--set", help="A config override key=value, e.g. --set model.width=64 (repeatable).")]
-DataDirOption = Annotated[str | None, typer.Option(
-    help="Root holding one folder per dataset [env SSLBENCH_DATA].")]
-GpusOption = Annotated[int | None, typer.Option(
-    help="0: CPU; 1: one GPU [default: a GPU if there is one].")]
 NoRecord = Annotated[bool, typer.Option("--no-record", help="Print only.")]
 
 
@@ -103,8 +97,8 @@ def bench_throughput(
     """Images/s of (a) the training step with sslbench's data path, (b) the same step on views
     prepared in advance (the ceiling), (c) the overhead 1 - a/b, (d) the conventional PIL pipeline
     in DataLoader workers, (e) a/d and b/d; model FLOPs, MFU and peak memory."""
-    from sslbench.bench.runs import run_throughput
-    from sslbench.config import resolve_config
+    from sslbench.bench.record import run_throughput
+    from sslbench.resolve import resolve_config
 
     flags = {"model.backbone": backbone, "model.width": width, "train.batch_size": batch_size,
              "data.dataset": dataset, "data.data_dir": data_dir, "train.gpus": gpus}
@@ -133,8 +127,8 @@ def bench_time_to_accuracy(
 ) -> None:
     """Pretrain a recipe (METHOD, --config, --set) and print the linear-probe accuracy at fixed
     points of training time: the time-to-accuracy curve."""
-    from sslbench.bench.runs import run_time_to_accuracy
-    from sslbench.config import resolve_config
+    from sslbench.bench.record import run_time_to_accuracy
+    from sslbench.resolve import resolve_config
 
     flags = {"train.epochs": epochs, "train.batch_size": batch_size, "data.dataset": dataset,
              "data.data_dir": data_dir, "train.gpus": gpus}
@@ -150,6 +144,6 @@ def bench_startup(
     no_record: NoRecord = False,
 ) -> None:
     """Wall time of `sslbench --help` in a fresh interpreter (target: under half a second)."""
-    from sslbench.bench.runs import run_startup
+    from sslbench.bench.record import run_startup
 
     run_startup(repeats, db, record=not no_record, echo=typer.echo)

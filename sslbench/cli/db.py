@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 
 from sslbench.cli import app
-from sslbench.cli.pretrain import DbOption
+from sslbench.cli.options import DbOption
 
 db_app = typer.Typer(help="Manage the results database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")

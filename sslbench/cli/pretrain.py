@@ -2,31 +2,31 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from sslbench.cli import app
-
-Overrides = Annotated[
-    list[str] | None,
-    typer.Argument(help="Config overrides as dotted key=value, e.g. optimizer.lr=2e-3 "
-                        "method.ema_decay=0.996", show_default=False),
-]
-DbOption = Annotated[str | None, typer.Option(
-    "--db", help="Results DB: a SQLite path or SQLAlchemy URL [env SSLBENCH_DB; "
-                 "default ./sslbench.sqlite]")]
+from sslbench.cli.options import (
+    ConfigOption,
+    DataDirOption,
+    DatasetOption,
+    DbOption,
+    GpusOption,
+    Overrides,
+    QuietOption,
+    RunIdArg,
+)
+from sslbench.distributed import DEFAULT_MASTER_PORT
 
 
 @app.command("pretrain")
 def pretrain_command(
     method: Annotated[str, typer.Argument(help="Method to pretrain (see `sslbench methods`).")],
     overrides: Overrides = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")] = None,
-    dataset: Annotated[str | None, typer.Option(help="Dataset [default fashion-mnist].")] = None,
-    data_dir: Annotated[str | None, typer.Option(
-        help="Root holding one folder per dataset [env SSLBENCH_DATA].")] = None,
+    config: ConfigOption = None,
+    dataset: DatasetOption = None,
+    data_dir: DataDirOption = None,
     epochs: Annotated[int | None, typer.Option(help="Pretraining epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Global batch size.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of everything random.")] = None,
@@ -41,24 +41,21 @@ def pretrain_command(
     master_addr: Annotated[str, typer.Option(
         help="Address of node 0, where the workers meet (multi-node).")] = "127.0.0.1",
     master_port: Annotated[int, typer.Option(help="Free TCP port on node 0 (multi-node).")]
-    = 29500,
+    = DEFAULT_MASTER_PORT,
     evaluate: Annotated[str | None, typer.Option(
         "--eval", help="Protocols to run after pretraining, comma-separated: linear, knn, "
                        "semi:1 (1 % of the labels), semi:10, semi:10/class...; or 'none'.")] = None,
     stop_on_collapse: Annotated[bool, typer.Option(
         "--stop-on-collapse", help="End the run (FAILED) when the representation collapses, "
                                    "instead of only warning.")] = False,
-    bound: Annotated[str | None, typer.Option(
-        help="infomax: the MI bound maximised, infonce | nwj | dv (= method.bound).")] = None,
-    critic: Annotated[str | None, typer.Option(
-        help="infomax: the critic, bilinear | separable | mlp (= method.critic).")] = None,
     db: DbOption = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the resolved config and exit.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Pretrain an encoder with a self-supervised METHOD, evaluate it, record everything."""
-    from sslbench.config import resolve_config, to_yaml
+    from sslbench.config import to_yaml
+    from sslbench.resolve import resolve_config
 
     flags = {
         "data.dataset": dataset, "data.data_dir": data_dir, "train.epochs": epochs,
@@ -66,24 +63,23 @@ def pretrain_command(
         "train.procs": procs,
         "eval.protocols": None if evaluate is None else ("" if evaluate == "none" else evaluate),
         "eval.diagnostics.stop_on_collapse": True if stop_on_collapse else None,
-        "method.bound": bound, "method.critic": critic,
     }
     cfg = resolve_config(method, config_file=config, flags=flags, overrides=overrides or [])
     if dry_run:
         typer.echo(to_yaml(cfg), nl=False)
         return
 
-    from sslbench.runner import run_pretrain
-    from sslbench.train.distributed import LaunchOptions
+    from sslbench.distributed.launch import LaunchOptions
+    from sslbench.run.pretrain import run_pretrain
 
     launch = LaunchOptions(nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
                            master_port=master_port)
-    run_pretrain(cfg, db, echo=typer.echo, show_progress=not quiet, launch=launch)
+    run_pretrain(cfg, db, echo=typer.echo, show_progress=not quiet, launch_options=launch)
 
 
 @app.command("linear-eval")
 def linear_eval_command(
-    run_id: Annotated[int, typer.Argument(help="Id of a completed pretrain run.")],
+    run_id: RunIdArg,
     epochs: Annotated[int | None, typer.Option(help="Epochs of the linear classifier.")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate of the classifier.")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="Weight decay.")] = None,
@@ -96,18 +92,18 @@ def linear_eval_command(
                                        "recomputed every step [off].")] = None,
     layer: Annotated[str | None, typer.Option(
         help="Features of: backbone (default), stageN (an earlier stage) or projector.")] = None,
-    data_dir: Annotated[str | None, typer.Option(
-        help="Root holding one folder per dataset [env SSLBENCH_DATA].")] = None,
-    gpus: Annotated[int | None, typer.Option(help="0: CPU; 1: one GPU.")] = None,
+    data_dir: DataDirOption = None,
+    gpus: GpusOption = None,
     db: DbOption = None,
 ) -> None:
     """Train a linear classifier on RUN's frozen encoder; recorded as a child run of RUN."""
-    from sslbench.runner import run_linear_eval
+    from sslbench.run.evaluate import evaluate_run
 
-    linear = {k: v for k, v in {"epochs": epochs, "lr": lr, "weight_decay": weight_decay,
-                                "batch_size": batch_size, "batchnorm": batchnorm,
-                                "augment": augment, "layer": layer}.items() if v is not None}
-    run_linear_eval(run_id, db, linear=linear, data_dir=data_dir, gpus=gpus, echo=typer.echo)
+    linear = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size,
+              "batchnorm": batchnorm, "augment": augment, "layer": layer}
+    overrides = {f"eval.linear.{k}": v for k, v in linear.items() if v is not None}
+    evaluate_run(run_id, db, "linear", overrides=overrides, data_dir=data_dir, gpus=gpus,
+                 echo=typer.echo)
 
 
 @app.command("resume")
@@ -119,14 +115,14 @@ def resume_command(
     gpus: Annotated[int | None, typer.Option(help="0: CPU; 1: one GPU [default: as recorded].")
                     ] = None,
     db: DbOption = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Continue a killed or failed pretrain RUN from its last checkpoint, in the same run row.
 
     Model, optimizer, LR schedule, EMA target, queues, random generators and data order are
     restored: the run ends as an uninterrupted one would (bit-exact on the CPU).
     """
-    from sslbench.runner import resume_pretrain
+    from sslbench.run.pretrain import resume_pretrain
 
     resume_pretrain(run_id, db, data_dir=data_dir, gpus=gpus, echo=typer.echo,
                     show_progress=not quiet)

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from sslbench.cli import app
-from sslbench.cli.runs import DbOption
+from sslbench.cli.options import DbOption
 from sslbench.errors import UserError
 
 

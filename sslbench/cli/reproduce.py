@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from sslbench.cli import app
-from sslbench.cli.pretrain import DbOption
+from sslbench.cli.options import DbOption
 from sslbench.reproduce import REPRODUCTIONS
 
 _NAMES = "\n\n".join(f"{name}: {text}" for name, (_, text) in REPRODUCTIONS.items())

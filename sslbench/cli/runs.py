@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from sslbench.cli import app
+from sslbench.cli.options import DbOption
 from sslbench.formatting import format_duration
 
 if TYPE_CHECKING:
@@ -26,15 +27,6 @@ if TYPE_CHECKING:
 
 runs_app = typer.Typer(help="Inspect recorded runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
-
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        metavar="PATH|URL",
-        help="SQLite file or SQLAlchemy URL (default: $SSLBENCH_DB, else ./sslbench.sqlite).",
-    ),
-]
 
 MAX_SUMMARY_COLUMNS = 4  # headline metrics shown by `runs list`
 MAX_EPOCH_ROWS = 20  # rows of the per-epoch table of `runs show`

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from sslbench.cli import app
-from sslbench.cli.runs import DbOption
+from sslbench.cli.options import DbOption
 from sslbench.errors import UserError
 
 ACTIONS = ("status", "best")
@@ -17,11 +17,12 @@ ACTIONS = ("status", "best")
 @app.command("sweep")
 def sweep_command(
     target: Annotated[str, typer.Argument(
-        help="A method to sweep (reads sweeps/METHOD.yaml), or 'status' / 'best'.")],
+        help="A method to sweep (its shipped space, sweeps/METHOD.yaml, or the default space), "
+             "or 'status' / 'best'.")],
     study_arg: Annotated[str | None, typer.Argument(
         metavar="[STUDY]", help="With status/best: the study name.")] = None,
     space: Annotated[Path | None, typer.Option(
-        help="Search space YAML (default: sweeps/METHOD.yaml).")] = None,
+        help="Search space YAML (default: the method's shipped space).")] = None,
     trials: Annotated[int | None, typer.Option(min=1, help="Trials in the study (overrides "
                                                            "the space file).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Local worker processes.")] = 1,
@@ -61,11 +62,11 @@ def _run(method: str, space_file: Path | None, trials: int | None, workers: int,
 
     from sslbench.config import parse_overrides
     from sslbench.methods import get_method_spec
-    from sslbench.sweep.space import default_space_file, load_space
+    from sslbench.sweep.space import load_space, space_for
     from sslbench.sweep.worker import SweepJob, check_job, enqueue_baseline, run_sweep
 
     get_method_spec(method)
-    space = load_space(space_file or default_space_file(method))
+    space = load_space(space_file) if space_file else space_for(method)
     if space.method != method:
         raise UserError(f"search space {space.source} is for {space.method!r}, not {method!r}")
     if fixed:
@@ -100,7 +101,7 @@ def _run(method: str, space_file: Path | None, trials: int | None, workers: int,
 
 def _inspect(action: str, name: str, storage: str | None, db: str | None) -> None:
     from sslbench.store import Store
-    from sslbench.sweep.report import best_command, status_table
+    from sslbench.sweep.status import best_command, status_table
 
     with Store.open(db, create=False) as store:
         if action == "status":

@@ -24,6 +24,8 @@ from sslbench.errors import UserError
 if TYPE_CHECKING:
     import torch
 
+    from sslbench.config import DataConfig
+
 __all__ = [
     "DATASETS",
     "DatasetInfo",
@@ -31,6 +33,7 @@ __all__ = [
     "Located",
     "get_info",
     "load_dataset",
+    "load_run_dataset",
     "locate",
 ]
 
@@ -126,6 +129,15 @@ def load_dataset(
     return ImageDataset(
         info, train_images, train_labels, test_images, test_labels, source=str(folder)
     )
+
+
+def load_run_dataset(data: DataConfig, seed: int, *, download: bool | None = None
+                     ) -> ImageDataset:
+    """The dataset a run's ``data.*`` section names, as :func:`load_dataset` loads it (``seed``
+    for the generated ones); ``download`` None follows ``data.download``."""
+    return load_dataset(data.dataset, data.data_dir,
+                        download=data.download if download is None else download, seed=seed,
+                        class_list=data.class_list, image_size=data.image_size)
 
 
 def _load_stl10(info: DatasetInfo, folder: Path, files: dict[str, Path]) -> ImageDataset:

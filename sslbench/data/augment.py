@@ -11,6 +11,8 @@ A whole batch is augmented by a handful of tensor ops on its own device, no loop
 
 Each view has its own settings (`AugmentConfig.view(1)`, `.view(2)`), so asymmetric recipes such as
 BYOL's (blur p = 1.0 / 0.1, solarisation p = 0 / 0.2) are one call each: `augment(x, gen, view=2)`.
+Multi-crop (`augment.small_crops`) adds views 3, 4, ...: crops of their own scale range at
+`augment.small_crop_size` pixels; `augment.make_views(x, gen)` returns every view of a batch.
 
 torchvision's v2 transforms applied to a batch share one random draw across it, which gives every
 sample of a batch the same view: not what contrastive and distillation methods need.
@@ -61,9 +63,10 @@ class AugmentSettings(Protocol):
 
 
 def view_settings(cfg: AugmentConfig | AugmentSettings) -> tuple[ViewAugmentConfig, ...]:
-    """The settings of view 1 and view 2: per view for an `AugmentConfig`, else the same twice."""
+    """The settings of every view: per view for an `AugmentConfig` (the two global views, then
+    the small crops), else the same settings for two views."""
     if isinstance(cfg, AugmentConfig):
-        return cfg.view(1), cfg.view(2)
+        return tuple(cfg.view(i) for i in range(1, cfg.num_views + 1))
     names = [f.name for f in dataclasses.fields(ViewAugmentConfig)]
     shared = ViewAugmentConfig(**{n: getattr(cfg, n) for n in names if hasattr(cfg, n)})
     return shared, shared
@@ -91,6 +94,7 @@ class BatchAugment:
 
         augment = BatchAugment(cfg.augment, mean=info.mean, std=info.std, out_size=28)
         view1, view2 = augment(images, generator, view=1), augment(images, generator, view=2)
+        views = augment.make_views(images, generator)  # [view1, view2, small crops...]
     """
 
     def __init__(
@@ -101,20 +105,21 @@ class BatchAugment:
         std: Sequence[float],
         out_size: int,
     ) -> None:
-        self.views = view_settings(cfg)
+        self.settings = view_settings(cfg)
+        small = getattr(cfg, "small_crop_size", None) or max(1, out_size // 2)
+        self.out_sizes = (out_size, out_size, *[small] * (len(self.settings) - 2))
         self.mean = tuple(mean)
         self.std = tuple(std)
-        self.out_size = out_size
         self._normalisation: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __call__(
         self, images: torch.Tensor, generator: torch.Generator | None = None, view: int = 1
     ) -> torch.Tensor:
-        """uint8 [B, C, H, W] → float32 [B, C, out_size, out_size], normalised, same device;
-        `view` (1 or 2) picks whose settings apply."""
-        cfg = self.views[view - 1]
+        """uint8 [B, C, H, W] → float32 [B, C, S, S], normalised, same device; `view` (1, 2, or
+        3 and on for the small crops) picks whose settings and output side S apply."""
+        cfg = self.settings[view - 1]
         rgb = images.shape[1] == 3
-        x = self._geometry(images.float().mul_(1 / 255), cfg, generator)
+        x = self._geometry(images.float().mul_(1 / 255), cfg, generator, self.out_sizes[view - 1])
         jitter = cfg.jitter_prob > 0 and (
             cfg.brightness > 0 or cfg.contrast > 0 or (rgb and (cfg.saturation > 0 or cfg.hue > 0))
         )
@@ -127,13 +132,23 @@ class BatchAugment:
         scale, shift = self._normalisation_on(x.device)
         return x.mul_(scale).add_(shift)
 
+    @property
+    def num_views(self) -> int:
+        return len(self.settings)
+
+    def make_views(self, images: torch.Tensor, generator: torch.Generator | None = None
+                   ) -> list[torch.Tensor]:
+        """Every view of the batch, in order: the two global views, then the small crops."""
+        return [self(images, generator, view=v) for v in range(1, self.num_views + 1)]
+
     def _normalisation_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         if device not in self._normalisation:
             self._normalisation[device] = _affine_normalisation(self.mean, self.std, device)
         return self._normalisation[device]
 
     def _geometry(
-        self, x: torch.Tensor, cfg: ViewAugmentConfig, generator: torch.Generator | None
+        self, x: torch.Tensor, cfg: ViewAugmentConfig, generator: torch.Generator | None,
+        out_size: int,
     ) -> torch.Tensor:
         """RandomResizedCrop, flip and rotation (see :func:`sample_geometry`), all in one affine
         map from output to input coordinates and one bilinear `grid_sample`."""
@@ -154,7 +169,7 @@ class BatchAugment:
             theta[:, 0, 0] = g.box_w * g.flip
             theta[:, 1, 1] = g.box_h
         grid = F.affine_grid(
-            theta, [batch, channels, self.out_size, self.out_size], align_corners=False
+            theta, [batch, channels, out_size, out_size], align_corners=False
         )
         out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
         if g.angle is not None:  # black where a turned crop reaches outside the image

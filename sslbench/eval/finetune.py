@@ -19,6 +19,7 @@ from torch import nn
 
 from sslbench.data.augment import BatchAugment, normalize
 from sslbench.eval.linear import topk_accuracy
+from sslbench.seeds import Stream, stream_seed
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def finetune(encoder: nn.Module, feature_dim: int, images: torch.Tensor, labels:
     images, labels = images.to(device), labels.to(device)
     n, batch = images.shape[0], min(cfg.batch_size, images.shape[0])
     order_gen = torch.Generator().manual_seed(seed)
-    aug_gen = torch.Generator(device=device).manual_seed(seed + 1)
+    aug_gen = torch.Generator(device=device).manual_seed(stream_seed(seed, Stream.AUGMENT))
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                 else contextlib.nullcontext())
     order, pos = torch.randperm(n, generator=order_gen), 0

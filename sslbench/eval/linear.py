@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslbench.config import LinearEvalConfig
+from sslbench.seeds import Stream, stream_seed
 
 # (indices into the train split, generator) → features of augmented train images, on `device`
 AugmentedFeatures = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -44,7 +45,7 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
 
     torch.manual_seed(seed)  # the layer's initialisation
     gen = torch.Generator().manual_seed(seed)
-    aug_gen = torch.Generator(device=device).manual_seed(seed + 1)
+    aug_gen = torch.Generator(device=device).manual_seed(stream_seed(seed, Stream.AUGMENT))
     dim = train_x.shape[1]
     head: nn.Module = nn.Linear(dim, num_classes)
     if cfg.batchnorm:

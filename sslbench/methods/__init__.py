@@ -1,10 +1,9 @@
 """Method registry: the name used on the command line → the module that implements it.
 
-A method module defines its config dataclass (with a ``name`` field), its ``DEFAULTS`` (dotted
-overrides of the global defaults, from its paper), a ``build(cfg, backbone)`` returning an
-``nn.Module`` with ``training_step(view1, view2) -> (loss, logs)`` and
-``on_train_step_end(step, total_steps) -> logs``, and a module-level ``SPEC``.
-Adding a method = one file + one line here + its tests.
+A method module defines its config dataclass (with a ``name`` field and each hyperparameter's
+range), a :class:`~sslbench.methods.base.Method` subclass (its heads, ``training_step(views)``,
+its momentum pairs, its parameter groups) and a module-level ``SPEC`` (:class:`MethodSpec`).
+Adding a method = one file + one line in ``_MODULES`` + its test (``docs/adding-a-method.md``).
 """
 
 from __future__ import annotations
@@ -12,9 +11,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sslbench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sslbench.config import RunConfig
+    from sslbench.methods.base import Method
 
 _MODULES: dict[str, str] = {
     "simclr": "sslbench.methods.simclr",
@@ -31,16 +34,27 @@ _MODULES: dict[str, str] = {
     "er": "sslbench.methods.er",
 }
 
+FAMILIES = ("contrastive", "distillation", "redundancy reduction", "clustering",
+            "mutual information")
+
 
 @dataclass(frozen=True)
 class MethodSpec:
+    """What the registry knows of a method.
+
+    ``defaults``: dotted overrides of the global defaults that the method's paper calls for
+    (e.g. a wider projector), applied before the dataset's defaults and the user's keys.
+    ``losses``: the pure loss functions it implements (tensors in, scalar out), the public API
+    of :mod:`sslbench.losses`.
+    """
+
     name: str
     paper: str
-    # contrastive | distillation | redundancy reduction | clustering | mutual information
-    family: str
+    family: str  # one of FAMILIES
     config_cls: type
-    build: Callable[..., Any]
+    method_cls: type[Method]
     defaults: dict[str, Any] = field(default_factory=dict)
+    losses: tuple[Callable[..., Any], ...] = ()
 
 
 def method_names() -> list[str]:
@@ -55,9 +69,9 @@ def get_method_spec(name: str) -> MethodSpec:
     return spec
 
 
-def build_method(cfg: Any, in_channels: int) -> Any:
+def build_method(cfg: RunConfig, in_channels: int) -> Method:
     """Backbone + the method's heads, from a resolved :class:`~sslbench.config.RunConfig`."""
     from sslbench.models import build_backbone
 
     backbone = build_backbone(cfg.model, in_channels)
-    return get_method_spec(cfg.method_name).build(cfg, backbone)
+    return get_method_spec(cfg.method_name).method_cls(cfg, backbone)

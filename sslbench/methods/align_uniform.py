@@ -16,18 +16,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslbench.config import RunConfig, _f
+from sslbench.config import RunConfig, bounded
+from sslbench.distributed.collectives import gather
 from sslbench.methods import MethodSpec
-from sslbench.models.heads import MLP
-from sslbench.train.distributed import gather
+from sslbench.methods.base import Method, StepOutput
 
 
 @dataclass
 class AlignUniformConfig:
     name: str = "align_uniform"
-    alpha: float = _f(2.0, lo=0.0, lo_open=True)  # α of L_align
-    t: float = _f(2.0, lo=0.0, lo_open=True)  # t of L_uniform
-    weight: float = _f(1.0, lo=0.0)  # λ on L_uniform
+    alpha: float = bounded(2.0, lo=0.0, lo_open=True)  # α of L_align
+    t: float = bounded(2.0, lo=0.0, lo_open=True)  # t of L_uniform
+    weight: float = bounded(1.0, lo=0.0)  # λ on L_uniform
 
 
 def alignment(x: torch.Tensor, y: torch.Tensor, alpha: float = 2.0) -> torch.Tensor:
@@ -49,28 +49,16 @@ def align_uniform_loss(z1: torch.Tensor, z2: torch.Tensor, alpha: float = 2.0, t
     return alignment(u1, u2, alpha) + weight * (uniformity(u1, t) + uniformity(u2, t)) / 2
 
 
-class AlignUniform(nn.Module):
+class AlignUniform(Method):
     def __init__(self, cfg: RunConfig, backbone: nn.Module) -> None:
-        super().__init__()
-        m = cfg.model
-        self.cfg = cfg.method
-        self.backbone = backbone
-        self.projector = MLP(backbone.out_dim, m.projector_hidden_dim, m.projector_dim,
-                             m.projector_layers)
+        super().__init__(cfg, backbone)
+        self.projector = self.make_projector(cfg.model)
 
-    def training_step(self, view1: torch.Tensor, view2: torch.Tensor
-                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        z1, z2 = self.projector(self.backbone(torch.cat([view1, view2]))).chunk(2)
+    def training_step(self, views: list[torch.Tensor]) -> StepOutput:
+        z1, z2 = self.projector(self.backbone(torch.cat(views))).chunk(2)
         z1, z2 = gather(z1), gather(z2)  # uniformity over the pairs of the global batch
         c = self.cfg
         return align_uniform_loss(z1, z2, c.alpha, c.t, c.weight), {}
-
-    def on_train_step_end(self, step: int, total_steps: int) -> dict[str, float]:
-        return {}
-
-
-def build(cfg: RunConfig, backbone: nn.Module) -> AlignUniform:
-    return AlignUniform(cfg, backbone)
 
 
 SPEC = MethodSpec(
@@ -79,6 +67,6 @@ SPEC = MethodSpec(
           "and Uniformity on the Hypersphere, ICML 2020",
     family="contrastive",
     config_cls=AlignUniformConfig,
-    build=build,
-    defaults={},
+    method_cls=AlignUniform,
+    losses=(align_uniform_loss, alignment, uniformity),
 )

@@ -13,17 +13,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from sslbench.config import RunConfig, _f
+from sslbench.config import RunConfig, bounded
+from sslbench.distributed.collectives import gather
 from sslbench.methods import MethodSpec
-from sslbench.models.heads import MLP
-from sslbench.train.distributed import gather
+from sslbench.methods.base import Method, StepOutput
 
 
 @dataclass
 class BarlowTwinsConfig:
     name: str = "barlow"
-    lambda_offdiag: float = _f(5e-3, lo=0.0)  # λ in eq. 1 (≈ 1/d in the paper, d = 8192)
-    scale_loss: float = _f(1.0, lo=0.0, lo_open=True)  # overall factor (1/32 in early code)
+    lambda_offdiag: float = bounded(5e-3, lo=0.0)  # λ in eq. 1 (≈ 1/d in the paper, d = 8192)
+    scale_loss: float = bounded(1.0, lo=0.0, lo_open=True)  # overall factor (1/32 in early code)
 
 
 def batch_standardise(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -53,35 +53,22 @@ def barlow_twins(z1: torch.Tensor, z2: torch.Tensor, lambda_offdiag: float = 5e-
     return scale_loss * (on_diag + lambda_offdiag * off_diag)
 
 
-class BarlowTwins(nn.Module):
+class BarlowTwins(Method):
     def __init__(self, cfg: RunConfig, backbone: nn.Module) -> None:
-        super().__init__()
-        m = cfg.model
-        self.cfg = cfg.method
-        self.backbone = backbone
+        super().__init__(cfg, backbone)
         # §4: three linear layers, BN + ReLU after the first two, no bias on the last.
-        self.projector = MLP(backbone.out_dim, m.projector_hidden_dim, m.projector_dim,
-                             m.projector_layers, last_bias=False)
+        self.projector = self.make_projector(cfg.model, last_bias=False)
 
-    def training_step(self, view1: torch.Tensor, view2: torch.Tensor
-                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, views: list[torch.Tensor]) -> StepOutput:
         # Each view through the network on its own: the projector's BN sees one view at a time,
         # as in the reference implementation.
-        z1 = self.projector(self.backbone(view1))
-        z2 = self.projector(self.backbone(view2))
+        z1, z2 = (self.projector(self.backbone(v)) for v in views)
         z1, z2 = gather(z1), gather(z2)  # statistics over the global batch
         # The d × d cross-correlation in full precision: bf16 sums over the batch are too coarse.
         with torch.autocast(z1.device.type, enabled=False):
             loss = barlow_twins(z1.float(), z2.float(), self.cfg.lambda_offdiag,
                                 self.cfg.scale_loss)
         return loss, {}
-
-    def on_train_step_end(self, step: int, total_steps: int) -> dict[str, float]:
-        return {}
-
-
-def build(cfg: RunConfig, backbone: nn.Module) -> BarlowTwins:
-    return BarlowTwins(cfg, backbone)
 
 
 SPEC = MethodSpec(
@@ -90,7 +77,8 @@ SPEC = MethodSpec(
           "ICML 2021",
     family="redundancy reduction",
     config_cls=BarlowTwinsConfig,
-    build=build,
+    method_cls=BarlowTwins,
+    losses=(barlow_twins, cross_correlation),
     # The paper's projector is 8192-8192-8192 on ImageNet; 1024 wide fits the CPU and 28×28 data.
     defaults={
         "model.projector_layers": 3,

@@ -15,27 +15,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslbench.config import RunConfig, _f
+from sslbench.config import RunConfig, bounded
 from sslbench.methods import MethodSpec
+from sslbench.methods.base import Method, StepOutput
 from sslbench.methods.common import (
     add_momentum_target,
     build_predictor,
-    momentum_update,
     predictor_param_groups,
     target_forward,
+    target_pairs,
 )
-from sslbench.models.heads import MLP
 
 
 @dataclass
 class BYOLConfig:
     name: str = "byol"
-    ema_decay: float = _f(0.99, lo=0.0, hi=1.0)  # τ_base (0.996 on ImageNet, 0.99 for CIFAR)
-    ema_final: float = _f(1.0, lo=0.0, hi=1.0)  # τ at the last step (cosine schedule)
-    predictor_hidden_dim: int = _f(512, lo=1)
+    ema_decay: float = bounded(0.99, lo=0.0, hi=1.0)  # τ_base (0.996 on ImageNet, 0.99 for CIFAR)
+    ema_final: float = bounded(1.0, lo=0.0, hi=1.0)  # τ at the last step (cosine schedule)
+    predictor_hidden_dim: int = bounded(512, lo=1)
     # Collapse ablations: no predictor (Table 5b), the predictor's lr relative to the rest.
     use_predictor: bool = True
-    predictor_lr_mult: float = _f(1.0, lo=0.0)
+    predictor_lr_mult: float = bounded(1.0, lo=0.0)
 
 
 def byol_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -47,35 +47,27 @@ def byol_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (2 - 2 * cos).mean()
 
 
-class BYOL(nn.Module):
+class BYOL(Method):
     def __init__(self, cfg: RunConfig, backbone: nn.Module) -> None:
-        super().__init__()
+        super().__init__(cfg, backbone)
         m, c = cfg.model, cfg.method
-        self.cfg = c
-        self.backbone = backbone
-        self.projector = MLP(backbone.out_dim, m.projector_hidden_dim, m.projector_dim,
-                             m.projector_layers)
+        self.projector = self.make_projector(m)
         self.predictor = build_predictor(c.use_predictor, m.projector_dim, c.predictor_hidden_dim)
         add_momentum_target(self)
 
-    def training_step(self, view1: torch.Tensor, view2: torch.Tensor
-                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        views = torch.cat([view1, view2])
-        p1, p2 = self.predictor(self.projector(self.backbone(views))).chunk(2)
-        t1, t2 = target_forward(self, views).chunk(2)
+    def training_step(self, views: list[torch.Tensor]) -> StepOutput:
+        both = torch.cat(views)
+        p1, p2 = self.predictor(self.projector(self.backbone(both))).chunk(2)
+        t1, t2 = target_forward(self, both).chunk(2)
         # L^BYOL = L(q(z1), z'2) + L(q(z2), z'1): the symmetrised loss of §3.1. A per-sample
         # mean: no gather across workers; the targets follow identical online weights.
         return byol_loss(p1, t2) + byol_loss(p2, t1), {}
 
-    def on_train_step_end(self, step: int, total_steps: int) -> dict[str, float]:
-        return momentum_update(self, self.cfg.ema_decay, self.cfg.ema_final, step, total_steps)
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return target_pairs(self)
 
     def param_groups(self) -> list[dict[str, Any]]:
         return predictor_param_groups(self, self.cfg.predictor_lr_mult)
-
-
-def build(cfg: RunConfig, backbone: nn.Module) -> BYOL:
-    return BYOL(cfg, backbone)
 
 
 SPEC = MethodSpec(
@@ -84,6 +76,6 @@ SPEC = MethodSpec(
           "NeurIPS 2020",
     family="distillation",
     config_cls=BYOLConfig,
-    build=build,
-    defaults={},
+    method_cls=BYOL,
+    losses=(byol_loss,),
 )

@@ -1,5 +1,6 @@
 """Parts shared by several methods, kept once: the InfoNCE and negative-cosine losses, the
-momentum (EMA) target of the online encoder, and the predictor with its own learning rate.
+momentum (EMA) target of the online encoder (updated by ``Method.on_train_step_end`` from the
+pairs :func:`target_pairs` declares), and the predictor with its own learning rate.
 
 A method composes these; it does not inherit them. The momentum target keeps the attribute names
 ``target_backbone`` / ``target_projector`` beside the online ``backbone`` / ``projector``, so the
@@ -15,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslbench.models.ema import cosine_ema_decay, ema_update
 from sslbench.models.heads import MLP
 
 
@@ -67,14 +67,13 @@ def target_forward(method: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return method.target_projector(method.target_backbone(x))
 
 
-def momentum_update(method: nn.Module, base: float, final: float, step: int,
-                    total_steps: int) -> dict[str, float]:
-    """EMA step of the target with τ cosine-scheduled from ``base`` to ``final``; τ = 0 copies the
-    online weights (a shared-weight target, SimSiam-like), τ = 1 freezes the target."""
-    tau = cosine_ema_decay(base, step, total_steps, final)
-    ema_update(method.target_backbone, method.backbone, tau)
-    ema_update(method.target_projector, method.projector, tau)
-    return {"ema_decay": tau}
+def target_pairs(method: nn.Module) -> list[tuple[nn.Module, nn.Module]]:
+    """The momentum pairs made by :func:`add_momentum_target`, for ``Method.momentum_pairs``:
+    the EMA step ξ ← τ ξ + (1 − τ) θ with τ cosine-scheduled from ``ema_decay`` to
+    ``ema_final``; τ = 0 copies the online weights (a shared-weight target, SimSiam-like),
+    τ = 1 freezes the target."""
+    return [(method.backbone, method.target_backbone),
+            (method.projector, method.target_projector)]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,22 +18,22 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from sslbench.config import RunConfig, _f
+from sslbench.config import RunConfig, bounded
+from sslbench.distributed.collectives import gather
 from sslbench.methods import MethodSpec
+from sslbench.methods.base import Method, StepOutput
 from sslbench.methods.byol import byol_loss
-from sslbench.methods.common import add_momentum_target, momentum_update, target_forward
-from sslbench.models.heads import MLP
-from sslbench.train.distributed import gather
+from sslbench.methods.common import add_momentum_target, target_forward, target_pairs
 
 
 @dataclass
 class DirectPredConfig:
     name: str = "directpred"
-    rho: float = _f(0.3, lo=0.0, hi=1.0, hi_open=True)  # ρ: decay of the running correlation
-    eps: float = _f(0.01, lo=0.0)  # ε added to every eigenvalue of W_p
-    update_every: int = _f(1, lo=1)  # set W_p every this many steps (freq in the paper)
-    ema_decay: float = _f(0.99, lo=0.0, hi=1.0)  # BYOL's τ_base
-    ema_final: float = _f(1.0, lo=0.0, hi=1.0)
+    rho: float = bounded(0.3, lo=0.0, hi=1.0, hi_open=True)  # ρ: decay of the running correlation
+    eps: float = bounded(0.01, lo=0.0)  # ε added to every eigenvalue of W_p
+    update_every: int = bounded(1, lo=1)  # set W_p every this many steps (freq in the paper)
+    ema_decay: float = bounded(0.99, lo=0.0, hi=1.0)  # BYOL's τ_base
+    ema_final: float = bounded(1.0, lo=0.0, hi=1.0)
 
 
 def directpred_predictor(correlation: torch.Tensor, eps: float) -> torch.Tensor:
@@ -54,27 +54,22 @@ def update_correlation(correlation: torch.Tensor, f: torch.Tensor, rho: float) -
     correlation.mul_(rho).add_(f.T @ f / f.shape[0], alpha=1 - rho)
 
 
-class DirectPred(nn.Module):
+class DirectPred(Method):
     def __init__(self, cfg: RunConfig, backbone: nn.Module) -> None:
-        super().__init__()
-        m, c = cfg.model, cfg.method
-        self.cfg = c
-        self.backbone = backbone
-        self.projector = MLP(backbone.out_dim, m.projector_hidden_dim, m.projector_dim,
-                             m.projector_layers)
-        d = m.projector_dim
+        super().__init__(cfg, backbone)
+        self.projector = self.make_projector(cfg.model)
+        d = cfg.model.projector_dim
         self.predictor = nn.Linear(d, d, bias=False).requires_grad_(False)  # set, not learned
         add_momentum_target(self)
         self.register_buffer("correlation", torch.zeros(d, d))
         self._steps_seen = 0  # a host counter: no device sync to decide when to set W_p
 
-    def training_step(self, view1: torch.Tensor, view2: torch.Tensor
-                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        views = torch.cat([view1, view2])
-        f = self.projector(self.backbone(views))
+    def training_step(self, views: list[torch.Tensor]) -> StepOutput:
+        both = torch.cat(views)
+        f = self.projector(self.backbone(both))
         self._set_predictor(gather(f.detach()))  # F̂ over the global batch: one W_p
         p1, p2 = self.predictor(f).chunk(2)
-        t1, t2 = target_forward(self, views).chunk(2)
+        t1, t2 = target_forward(self, both).chunk(2)
         return byol_loss(p1, t2) + byol_loss(p2, t1), {}
 
     @torch.no_grad()
@@ -86,8 +81,8 @@ class DirectPred(nn.Module):
             self.predictor.weight.copy_(w.to(self.predictor.weight.dtype))
         self._steps_seen += 1
 
-    def on_train_step_end(self, step: int, total_steps: int) -> dict[str, float]:
-        return momentum_update(self, self.cfg.ema_decay, self.cfg.ema_final, step, total_steps)
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return target_pairs(self)
 
     def get_extra_state(self) -> dict[str, int]:
         """The host-side step counter, saved in the state dict so a resumed run continues
@@ -98,16 +93,12 @@ class DirectPred(nn.Module):
         self._steps_seen = int(state["steps_seen"])
 
 
-def build(cfg: RunConfig, backbone: nn.Module) -> DirectPred:
-    return DirectPred(cfg, backbone)
-
-
 SPEC = MethodSpec(
     name="directpred",
     paper="Tian, Chen, Ganguli, Understanding Self-Supervised Learning Dynamics without "
           "Contrastive Pairs, ICML 2021",
     family="distillation",
     config_cls=DirectPredConfig,
-    build=build,
-    defaults={},
+    method_cls=DirectPred,
+    losses=(directpred_predictor,),
 )

@@ -18,10 +18,10 @@ from typing import Literal
 import torch
 from torch import nn
 
-from sslbench.config import RunConfig, _f, check_bandwidth
+from sslbench.config import RunConfig, bounded, check_bandwidth
 from sslbench.methods import MethodSpec
+from sslbench.methods.base import Method, StepOutput
 from sslbench.mi.entropy import BANDWIDTH_RULES, er_bound
-from sslbench.models.heads import MLP
 
 
 @dataclass
@@ -30,8 +30,8 @@ class ERConfig:
     kernel: Literal["vmf", "gaussian"] = "vmf"
     bandwidth: str = "silverman"  # silverman, scott or a number (the vMF κ is 1/h²)
     reconstruction: Literal["vmf", "gaussian"] = "vmf"
-    kappa: float = _f(10.0, lo=0.0, lo_open=True)  # of the vMF q
-    sigma: float = _f(1.0, lo=0.0, lo_open=True)  # of the Gaussian q
+    kappa: float = bounded(10.0, lo=0.0, lo_open=True)  # of the vMF q
+    sigma: float = bounded(1.0, lo=0.0, lo_open=True)  # of the Gaussian q
 
     def validate(self) -> None:
         check_bandwidth("method.bandwidth", self.bandwidth)
@@ -48,26 +48,14 @@ def er_loss(z1: torch.Tensor, z2: torch.Tensor, cfg: ERConfig) -> tuple[torch.Te
     return -(a["bound"] + b["bound"]) / 2, logs
 
 
-class ER(nn.Module):
+class ER(Method):
     def __init__(self, cfg: RunConfig, backbone: nn.Module) -> None:
-        super().__init__()
-        m = cfg.model
-        self.cfg = cfg.method
-        self.backbone = backbone
-        self.projector = MLP(backbone.out_dim, m.projector_hidden_dim, m.projector_dim,
-                             m.projector_layers)
+        super().__init__(cfg, backbone)
+        self.projector = self.make_projector(cfg.model)
 
-    def training_step(self, view1: torch.Tensor, view2: torch.Tensor
-                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        z1, z2 = self.projector(self.backbone(torch.cat([view1, view2]))).float().chunk(2)
+    def training_step(self, views: list[torch.Tensor]) -> StepOutput:
+        z1, z2 = self.projector(self.backbone(torch.cat(views))).float().chunk(2)
         return er_loss(z1, z2, self.cfg)
-
-    def on_train_step_end(self, step: int, total_steps: int) -> dict[str, float]:
-        return {}
-
-
-def build(cfg: RunConfig, backbone: nn.Module) -> ER:
-    return ER(cfg, backbone)
 
 
 SPEC = MethodSpec(
@@ -76,6 +64,6 @@ SPEC = MethodSpec(
           "Self-Supervised Learning, ICML 2023",
     family="mutual information",
     config_cls=ERConfig,
-    build=build,
-    defaults={},
+    method_cls=ER,
+    losses=(er_loss,),
 )

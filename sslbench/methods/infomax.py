@@ -27,10 +27,11 @@ from typing import Literal
 import torch
 from torch import nn
 
-from sslbench.config import RunConfig, _f
+from sslbench.config import RunConfig, bounded
 from sslbench.data.registry import get_info
 from sslbench.data.views import half_height
 from sslbench.methods import MethodSpec
+from sslbench.methods.base import Method, StepOutput
 from sslbench.mi.bounds import BOUNDS
 from sslbench.mi.critics import build_critic
 from sslbench.models import build_backbone
@@ -45,12 +46,12 @@ class InfoMaxConfig:
     critic: Literal["bilinear", "separable", "mlp"] = "bilinear"
     encoder: Literal["realnvp", "mlp", "convnet"] = "realnvp"
     views: Literal["halves", "augment"] = "halves"
-    critic_hidden_dim: int = _f(200, lo=1)  # separable and MLP critics (paper: 200)
-    critic_embedding_dim: int = _f(100, lo=1)  # separable critic's φ, ψ outputs (paper: 100)
-    encoder_hidden_dim: int = _f(300, lo=1)  # MLP encoder
-    embedding_dim: int = _f(100, lo=1)  # MLP encoder output
-    realnvp_layers: int = _f(4, lo=1)
-    realnvp_hidden_dim: int = _f(256, lo=1)
+    critic_hidden_dim: int = bounded(200, lo=1)  # separable and MLP critics (paper: 200)
+    critic_embedding_dim: int = bounded(100, lo=1)  # separable critic's φ, ψ outputs (paper: 100)
+    encoder_hidden_dim: int = bounded(300, lo=1)  # MLP encoder
+    embedding_dim: int = bounded(100, lo=1)  # MLP encoder output
+    realnvp_layers: int = bounded(4, lo=1)
+    realnvp_hidden_dim: int = bounded(256, lo=1)
 
 
 def _encoder(cfg: RunConfig, channels: int, height: int, width: int,
@@ -64,13 +65,13 @@ def _encoder(cfg: RunConfig, channels: int, height: int, width: int,
     return convnet if convnet is not None else build_backbone(cfg.model, channels)
 
 
-class InfoMax(nn.Module):
+class InfoMax(Method):
     def __init__(self, cfg: RunConfig, backbone: nn.Module) -> None:
-        super().__init__()
-        c = self.cfg = cfg.method
+        super().__init__(cfg, backbone)
+        c = self.cfg
         info = get_info(cfg.data.dataset)
         size, channels = cfg.data.image_size or info.image_size, info.channels
-        if c.views == "halves":
+        if c.views == "halves":  # the backbone is replaced by the encoder of the top half
             self.backbone = HalfEncoder(
                 _encoder(cfg, channels, half_height(size, "top"), size, backbone), "top")
             self.second = HalfEncoder(
@@ -85,13 +86,9 @@ class InfoMax(nn.Module):
         """[i, j] = f(g₁(x₁ᵢ), g₂(x₂ⱼ)) for the batch (view1 gives x₁, view2 gives x₂)."""
         return self.critic(self.backbone(view1).float(), self.second(view2).float())
 
-    def training_step(self, view1: torch.Tensor, view2: torch.Tensor
-                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        estimate = BOUNDS[self.cfg.bound](self.scores(view1, view2))
+    def training_step(self, views: list[torch.Tensor]) -> StepOutput:
+        estimate = BOUNDS[self.cfg.bound](self.scores(*views))
         return -estimate, {"mi_estimate": estimate.detach()}
-
-    def on_train_step_end(self, step: int, total_steps: int) -> dict[str, float]:
-        return {}
 
     @torch.no_grad()
     def mi_estimates(self, view1: torch.Tensor, view2: torch.Tensor) -> dict[str, float]:
@@ -102,10 +99,6 @@ class InfoMax(nn.Module):
                       "mi_log_k": math.log(scores.shape[0])}
 
 
-def build(cfg: RunConfig, backbone: nn.Module) -> InfoMax:
-    return InfoMax(cfg, backbone)
-
-
 SPEC = MethodSpec(
     name="infomax",
     paper="Tschannen et al., On Mutual Information Maximization for Representation Learning, "
@@ -113,7 +106,8 @@ SPEC = MethodSpec(
           "Donsker & Varadhan 1983)",
     family="mutual information",
     config_cls=InfoMaxConfig,
-    build=build,
+    method_cls=InfoMax,
+    losses=tuple(BOUNDS.values()),
     # The paper: Adam, lr 1e-4, batch 128, no augmentation (the views are the two halves).
     defaults={"train.batch_size": 128, "optimizer.lr": 1e-4, "optimizer.weight_decay": 0.0,
               "augment.crop_min_scale": 1.0, "augment.crop_min_ratio": 1.0,

@@ -16,21 +16,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslbench.config import RunConfig, _f
+from sslbench.config import RunConfig, bounded
+from sslbench.distributed.collectives import gather
 from sslbench.methods import MethodSpec
-from sslbench.methods.common import add_momentum_target, info_nce, momentum_update, target_forward
-from sslbench.models.heads import MLP
-from sslbench.train.distributed import gather
+from sslbench.methods.base import Method, StepOutput
+from sslbench.methods.common import add_momentum_target, info_nce, target_forward, target_pairs
 
 
 @dataclass
 class MoCoConfig:
     name: str = "moco"
-    temperature: float = _f(0.2, lo=0.0, lo_open=True)  # τ of eq. 1 (0.2 in MoCo v2)
+    temperature: float = bounded(0.2, lo=0.0, lo_open=True)  # τ of eq. 1 (0.2 in MoCo v2)
     # K: 65536 on ImageNet; 4096 here so the queue holds fresh keys after 16 steps of 256.
-    queue_size: int = _f(4096, lo=1)
-    ema_decay: float = _f(0.99, lo=0.0, hi=1.0)  # m of eq. 2 (0.999 on ImageNet, 0.99 CIFAR)
-    ema_final: float = _f(1.0, lo=0.0, hi=1.0)  # m at the last step (cosine schedule)
+    queue_size: int = bounded(4096, lo=1)
+    ema_decay: float = bounded(0.99, lo=0.0, hi=1.0)  # m of eq. 2 (0.999 on ImageNet, 0.99 CIFAR)
+    ema_final: float = bounded(1.0, lo=0.0, hi=1.0)  # m at the last step (cosine schedule)
     symmetric: bool = False  # also use view 2 as query against view 1's key
 
 
@@ -56,25 +56,21 @@ def enqueue(queue: torch.Tensor, ptr: torch.Tensor, keys: torch.Tensor) -> None:
     ptr.copy_((ptr + keys.shape[0]) % size)
 
 
-class MoCo(nn.Module):
+class MoCo(Method):
     def __init__(self, cfg: RunConfig, backbone: nn.Module) -> None:
-        super().__init__()
+        super().__init__(cfg, backbone)
         m, c = cfg.model, cfg.method
-        self.cfg = c
-        self.backbone = backbone
-        self.projector = MLP(backbone.out_dim, m.projector_hidden_dim, m.projector_dim,
-                             m.projector_layers)
+        self.projector = self.make_projector(m)
         add_momentum_target(self)
         # Random unit keys until the first K keys have arrived, as in the reference code.
         self.register_buffer("queue", F.normalize(torch.randn(c.queue_size, m.projector_dim),
                                                   dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
 
-    def training_step(self, view1: torch.Tensor, view2: torch.Tensor
-                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        views = torch.cat([view1, view2])
-        q1, q2 = self.projector(self.backbone(views)).chunk(2)
-        k1, k2 = F.normalize(target_forward(self, views), dim=1).chunk(2)
+    def training_step(self, views: list[torch.Tensor]) -> StepOutput:
+        both = torch.cat(views)
+        q1, q2 = self.projector(self.backbone(both)).chunk(2)
+        k1, k2 = F.normalize(target_forward(self, both), dim=1).chunk(2)
         if self.cfg.symmetric:
             loss = (moco_loss(q1, k2, self.queue, self.cfg.temperature)
                     + moco_loss(q2, k1, self.queue, self.cfg.temperature)) / 2
@@ -88,12 +84,8 @@ class MoCo(nn.Module):
         enqueue(self.queue, self.queue_ptr, new_keys)
         return loss, {}
 
-    def on_train_step_end(self, step: int, total_steps: int) -> dict[str, float]:
-        return momentum_update(self, self.cfg.ema_decay, self.cfg.ema_final, step, total_steps)
-
-
-def build(cfg: RunConfig, backbone: nn.Module) -> MoCo:
-    return MoCo(cfg, backbone)
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return target_pairs(self)
 
 
 SPEC = MethodSpec(
@@ -102,6 +94,6 @@ SPEC = MethodSpec(
           "CVPR 2020; Chen et al., Improved Baselines with Momentum Contrastive Learning, 2020",
     family="contrastive",
     config_cls=MoCoConfig,
-    build=build,
-    defaults={},
+    method_cls=MoCo,
+    losses=(moco_loss, info_nce),
 )

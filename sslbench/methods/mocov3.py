@@ -15,29 +15,30 @@ from typing import Any
 import torch
 from torch import nn
 
-from sslbench.config import RunConfig, _f
+from sslbench.config import RunConfig, bounded
+from sslbench.distributed.collectives import gather
 from sslbench.methods import MethodSpec
+from sslbench.methods.base import Method, StepOutput
 from sslbench.methods.common import (
     add_momentum_target,
     build_predictor,
     info_nce,
-    momentum_update,
     predictor_param_groups,
     target_forward,
+    target_pairs,
 )
-from sslbench.models.heads import MLP
-from sslbench.train.distributed import gather
 
 
 @dataclass
 class MoCoV3Config:
     name: str = "mocov3"
-    temperature: float = _f(0.2, lo=0.0, lo_open=True)  # τ (0.2 for ViT and CIFAR, 1.0 for R50)
-    ema_decay: float = _f(0.99, lo=0.0, hi=1.0)  # m at step 0 (0.99 in the paper)
-    ema_final: float = _f(1.0, lo=0.0, hi=1.0)  # m at the last step (cosine schedule)
-    predictor_hidden_dim: int = _f(512, lo=1)  # 4096 in the paper
+    # τ: 0.2 for ViT and CIFAR, 1.0 for ResNet-50
+    temperature: float = bounded(0.2, lo=0.0, lo_open=True)
+    ema_decay: float = bounded(0.99, lo=0.0, hi=1.0)  # m at step 0 (0.99 in the paper)
+    ema_final: float = bounded(1.0, lo=0.0, hi=1.0)  # m at the last step (cosine schedule)
+    predictor_hidden_dim: int = bounded(512, lo=1)  # 4096 in the paper
     use_predictor: bool = True
-    predictor_lr_mult: float = _f(1.0, lo=0.0)
+    predictor_lr_mult: float = bounded(1.0, lo=0.0)
 
 
 def mocov3_loss(q1: torch.Tensor, q2: torch.Tensor, k1: torch.Tensor, k2: torch.Tensor,
@@ -54,36 +55,28 @@ def mocov3_loss(q1: torch.Tensor, q2: torch.Tensor, k1: torch.Tensor, k2: torch.
     return ctr(q1, k2) + ctr(q2, k1)
 
 
-class MoCoV3(nn.Module):
+class MoCoV3(Method):
     def __init__(self, cfg: RunConfig, backbone: nn.Module) -> None:
-        super().__init__()
+        super().__init__(cfg, backbone)
         m, c = cfg.model, cfg.method
-        self.cfg = c
-        self.backbone = backbone
         # As in the reference code: the projector ends in BN without affine; the predictor not.
-        self.projector = MLP(backbone.out_dim, m.projector_hidden_dim, m.projector_dim,
-                             m.projector_layers, last_bn=True, last_bn_affine=False)
+        self.projector = self.make_projector(m, last_bn=True, last_bn_affine=False)
         self.predictor = build_predictor(c.use_predictor, m.projector_dim, c.predictor_hidden_dim)
         add_momentum_target(self)
 
-    def training_step(self, view1: torch.Tensor, view2: torch.Tensor
-                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        views = torch.cat([view1, view2])
-        q1, q2 = self.predictor(self.projector(self.backbone(views))).chunk(2)
-        k1, k2 = target_forward(self, views).chunk(2)
+    def training_step(self, views: list[torch.Tensor]) -> StepOutput:
+        both = torch.cat(views)
+        q1, q2 = self.predictor(self.projector(self.backbone(both))).chunk(2)
+        k1, k2 = target_forward(self, both).chunk(2)
         # In-batch negatives of the global batch (Algorithm 1 gathers the keys across devices).
         q1, q2, k1, k2 = (gather(t) for t in (q1, q2, k1, k2))
         return mocov3_loss(q1, q2, k1, k2, self.cfg.temperature), {}
 
-    def on_train_step_end(self, step: int, total_steps: int) -> dict[str, float]:
-        return momentum_update(self, self.cfg.ema_decay, self.cfg.ema_final, step, total_steps)
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return target_pairs(self)
 
     def param_groups(self) -> list[dict[str, Any]]:
         return predictor_param_groups(self, self.cfg.predictor_lr_mult)
-
-
-def build(cfg: RunConfig, backbone: nn.Module) -> MoCoV3:
-    return MoCoV3(cfg, backbone)
 
 
 SPEC = MethodSpec(
@@ -92,6 +85,6 @@ SPEC = MethodSpec(
           "ICCV 2021",
     family="contrastive",
     config_cls=MoCoV3Config,
-    build=build,
-    defaults={},
+    method_cls=MoCoV3,
+    losses=(mocov3_loss,),
 )

@@ -14,16 +14,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslbench.config import RunConfig, _f
+from sslbench.config import RunConfig, bounded
+from sslbench.distributed.collectives import gather
 from sslbench.methods import MethodSpec
-from sslbench.models.heads import MLP
-from sslbench.train.distributed import gather
+from sslbench.methods.base import Method, StepOutput
 
 
 @dataclass
 class SimCLRConfig:
     name: str = "simclr"
-    temperature: float = _f(0.2, lo=0.0, lo_open=True)  # τ in eq. 1; 0.2 for CIFAR-size data
+    temperature: float = bounded(0.2, lo=0.0, lo_open=True)  # τ in eq. 1; 0.2 for CIFAR-size data
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -43,28 +43,16 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     return F.cross_entropy(logits, partner)
 
 
-class SimCLR(nn.Module):
+class SimCLR(Method):
     def __init__(self, cfg: RunConfig, backbone: nn.Module) -> None:
-        super().__init__()
-        m = cfg.model
-        self.temperature = cfg.method.temperature
-        self.backbone = backbone
-        self.projector = MLP(backbone.out_dim, m.projector_hidden_dim, m.projector_dim,
-                             m.projector_layers)
+        super().__init__(cfg, backbone)
+        self.projector = self.make_projector(cfg.model)
 
-    def training_step(self, view1: torch.Tensor, view2: torch.Tensor
-                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, views: list[torch.Tensor]) -> StepOutput:
         # One encoder pass over both views: the batch norm sees all 2N views, as in SimCLR.
-        z1, z2 = self.projector(self.backbone(torch.cat([view1, view2]))).chunk(2)
+        z1, z2 = self.projector(self.backbone(torch.cat(views))).chunk(2)
         # Negatives from the global batch: 2B − 2 per anchor on any number of workers.
-        return nt_xent(gather(z1), gather(z2), self.temperature), {}
-
-    def on_train_step_end(self, step: int, total_steps: int) -> dict[str, float]:
-        return {}
-
-
-def build(cfg: RunConfig, backbone: nn.Module) -> SimCLR:
-    return SimCLR(cfg, backbone)
+        return nt_xent(gather(z1), gather(z2), self.cfg.temperature), {}
 
 
 SPEC = MethodSpec(
@@ -73,6 +61,6 @@ SPEC = MethodSpec(
           "ICML 2020",
     family="contrastive",
     config_cls=SimCLRConfig,
-    build=build,
-    defaults={},
+    method_cls=SimCLR,
+    losses=(nt_xent,),
 )

@@ -14,21 +14,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from sslbench.config import RunConfig, _f
+from sslbench.config import RunConfig, bounded
 from sslbench.methods import MethodSpec
+from sslbench.methods.base import Method, StepOutput
 from sslbench.methods.common import build_predictor, negative_cosine, predictor_param_groups
-from sslbench.models.heads import MLP
 
 
 @dataclass
 class SimSiamConfig:
     name: str = "simsiam"
     # The paper's predictor is a bottleneck, 2048 → 512 → 2048; here projector_dim (128) → 32.
-    predictor_hidden_dim: int = _f(32, lo=1)
+    predictor_hidden_dim: int = bounded(32, lo=1)
     stop_gradient: bool = True
     projector_last_bn: bool = True  # BN on the projector's output, as in the paper
     use_predictor: bool = True
-    predictor_lr_mult: float = _f(1.0, lo=0.0)
+    predictor_lr_mult: float = bounded(1.0, lo=0.0)
 
 
 def simsiam_loss(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor,
@@ -40,32 +40,21 @@ def simsiam_loss(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch
     return negative_cosine(p1, z2) / 2 + negative_cosine(p2, z1) / 2
 
 
-class SimSiam(nn.Module):
+class SimSiam(Method):
     def __init__(self, cfg: RunConfig, backbone: nn.Module) -> None:
-        super().__init__()
+        super().__init__(cfg, backbone)
         m, c = cfg.model, cfg.method
-        self.cfg = c
-        self.backbone = backbone
-        self.projector = MLP(backbone.out_dim, m.projector_hidden_dim, m.projector_dim,
-                             m.projector_layers, last_bn=c.projector_last_bn)
+        self.projector = self.make_projector(m, last_bn=c.projector_last_bn)
         self.predictor = build_predictor(c.use_predictor, m.projector_dim, c.predictor_hidden_dim)
 
-    def training_step(self, view1: torch.Tensor, view2: torch.Tensor
-                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        z = self.projector(self.backbone(torch.cat([view1, view2])))
+    def training_step(self, views: list[torch.Tensor]) -> StepOutput:
+        z = self.projector(self.backbone(torch.cat(views)))
         p1, p2 = self.predictor(z).chunk(2)
         z1, z2 = z.chunk(2)  # a per-sample loss: no gather across workers
         return simsiam_loss(p1, p2, z1, z2, self.cfg.stop_gradient), {}
 
-    def on_train_step_end(self, step: int, total_steps: int) -> dict[str, float]:
-        return {}
-
     def param_groups(self) -> list[dict[str, Any]]:
         return predictor_param_groups(self, self.cfg.predictor_lr_mult)
-
-
-def build(cfg: RunConfig, backbone: nn.Module) -> SimSiam:
-    return SimSiam(cfg, backbone)
 
 
 SPEC = MethodSpec(
@@ -73,6 +62,6 @@ SPEC = MethodSpec(
     paper="Chen & He, Exploring Simple Siamese Representation Learning, CVPR 2021",
     family="distillation",
     config_cls=SimSiamConfig,
-    build=build,
-    defaults={},
+    method_cls=SimSiam,
+    losses=(simsiam_loss, negative_cosine),
 )

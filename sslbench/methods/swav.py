@@ -11,10 +11,9 @@ State the method keeps:
   ``freeze_prototypes_steps`` steps, as the paper does during the first epoch;
 - an optional queue of past embeddings per view (``queue_size``), scored with the current
   prototypes so that Sinkhorn sees more than one small batch (§4, "small batches");
-- multi-crop (§3.2): ``num_small_crops`` low-resolution crops are cut from the two views inside
-  the method (a random resized crop of each view per crop, with per-sample parameters). They
-  only predict codes; codes come from the two full-resolution views. Because the training loop
-  hands the method augmented views, a small crop's scale is relative to its view.
+- multi-crop (§3.2): the ``augment.small_crops`` low-resolution crops of each image, made by the
+  batched augmentation like the two full-resolution views (views 3 and on). They only predict
+  codes; codes come from the two full-resolution views.
 """
 
 from __future__ import annotations
@@ -26,33 +25,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslbench.config import RunConfig, _f
-from sslbench.errors import ConfigError
+from sslbench.config import RunConfig, bounded
+from sslbench.distributed.collectives import gather
 from sslbench.methods import MethodSpec
-from sslbench.models.heads import MLP
-from sslbench.train.distributed import gather
+from sslbench.methods.base import Method, StepOutput
 
 
 @dataclass
 class SwAVConfig:
     name: str = "swav"
-    num_prototypes: int = _f(3000, lo=1)  # K (3000 on ImageNet and CIFAR)
-    temperature: float = _f(0.1, lo=0.0, lo_open=True)  # τ in eq. 2
-    sinkhorn_epsilon: float = _f(0.05, lo=0.0, lo_open=True)  # ε in eq. 3
-    sinkhorn_iterations: int = _f(3, lo=1)
-    queue_size: int = _f(0, lo=0)  # stored embeddings per view; 0 disables the queue
-    queue_start_step: int = _f(0, lo=0)  # the queue joins Sinkhorn from this step on, once full
-    freeze_prototypes_steps: int = _f(0, lo=0)  # prototypes get no update for these steps
-    num_small_crops: int = _f(0, lo=0)  # multi-crop: 6 (at 96 px) on ImageNet
-    small_crop_size: int = _f(14, lo=1)  # side in pixels of a small crop
-    small_crop_min_scale: float = _f(0.2, lo=0.0, hi=1.0, lo_open=True)  # area, of its view
-    small_crop_max_scale: float = _f(0.5, lo=0.0, hi=1.0, lo_open=True)
-
-    def validate(self) -> None:
-        if self.small_crop_min_scale > self.small_crop_max_scale:
-            raise ConfigError(f"method.small_crop_min_scale={self.small_crop_min_scale} is "
-                              f"larger than method.small_crop_max_scale="
-                              f"{self.small_crop_max_scale}")
+    num_prototypes: int = bounded(3000, lo=1)  # K (3000 on ImageNet and CIFAR)
+    temperature: float = bounded(0.1, lo=0.0, lo_open=True)  # τ in eq. 2
+    sinkhorn_epsilon: float = bounded(0.05, lo=0.0, lo_open=True)  # ε in eq. 3
+    sinkhorn_iterations: int = bounded(3, lo=1)
+    queue_size: int = bounded(0, lo=0)  # stored embeddings per view; 0 disables the queue
+    queue_start_step: int = bounded(0, lo=0)  # the queue joins Sinkhorn from here, once full
+    freeze_prototypes_steps: int = bounded(0, lo=0)  # prototypes get no update for these steps
 
 
 @torch.no_grad()
@@ -109,36 +97,16 @@ def swav(scores1: torch.Tensor, scores2: torch.Tensor, temperature: float = 0.1,
     return total / len(codes)
 
 
-def small_crops(views: torch.Tensor, size: int, min_scale: float, max_scale: float
-                ) -> torch.Tensor:
-    """A square random resized crop of each image of ``views`` [B, C, H, W] → [B, C, size, size];
-    the crop's area, a fraction in [min_scale, max_scale] of the image, and its place are drawn
-    per sample."""
-    batch = views.shape[0]
-    u = torch.rand(batch, 3, device=views.device)
-    side = torch.sqrt(min_scale + (max_scale - min_scale) * u[:, 0])  # fraction of the side
-    theta = torch.zeros(batch, 2, 3, device=views.device, dtype=views.dtype)
-    theta[:, 0, 0] = side
-    theta[:, 1, 1] = side
-    theta[:, 0, 2] = (1 - side) * (2 * u[:, 1] - 1)  # centre anywhere keeping the crop inside
-    theta[:, 1, 2] = (1 - side) * (2 * u[:, 2] - 1)
-    grid = F.affine_grid(theta, [batch, views.shape[1], size, size], align_corners=False)
-    return F.grid_sample(views, grid, mode="bilinear", padding_mode="border",
-                         align_corners=False)
-
-
-class SwAV(nn.Module):
+class SwAV(Method):
+    multi_crop = True
     # While frozen, the prototypes take no part in the gradient: under DistributedDataParallel
     # that is a parameter without gradient, which DDP must look for (and then leaves alone).
     ddp_find_unused_parameters = True
 
     def __init__(self, cfg: RunConfig, backbone: nn.Module) -> None:
-        super().__init__()
+        super().__init__(cfg, backbone)
         m, c = cfg.model, cfg.method
-        self.cfg = c
-        self.backbone = backbone
-        self.projector = MLP(backbone.out_dim, m.projector_hidden_dim, m.projector_dim,
-                             m.projector_layers)
+        self.projector = self.make_projector(m)
         self.prototypes = nn.Linear(m.projector_dim, c.num_prototypes, bias=False)
         self.register_buffer("queue", torch.zeros(2, c.queue_size, m.projector_dim))
         self.queued = 0  # how many rows of the queue hold embeddings (python ints: no syncs)
@@ -147,15 +115,13 @@ class SwAV(nn.Module):
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.projector(self.backbone(x)), dim=1)
 
-    def training_step(self, view1: torch.Tensor, view2: torch.Tensor
-                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, views: list[torch.Tensor]) -> StepOutput:
         c = self.cfg
         with torch.no_grad():  # prototypes on the unit sphere before each step (§4)
             w = self.prototypes.weight
             w.copy_(F.normalize(w, dim=1))
-        z1, z2 = self._embed(torch.cat([view1, view2])).chunk(2)
-        small = [small_crops((view1, view2)[i % 2], c.small_crop_size, c.small_crop_min_scale,
-                             c.small_crop_max_scale) for i in range(c.num_small_crops)]
+        z1, z2 = self._embed(torch.cat(views[:2])).chunk(2)
+        small = views[2:]  # one encoder pass for the small crops, all of one size
         z_small = self._embed(torch.cat(small)).chunk(len(small)) if small else ()
         # Sinkhorn's equipartition and the queue over the global batch.
         z1, z2, z_small = gather(z1), gather(z2), tuple(gather(z) for z in z_small)
@@ -195,7 +161,7 @@ class SwAV(nn.Module):
 
     def on_train_step_end(self, step: int, total_steps: int) -> dict[str, float]:
         self.steps_done = step
-        return {}
+        return super().on_train_step_end(step, total_steps)
 
     def get_extra_state(self) -> dict[str, int]:
         """The host-side counters, saved in the state dict so a resumed run continues exactly."""
@@ -205,17 +171,14 @@ class SwAV(nn.Module):
         self.queued, self.steps_done = int(state["queued"]), int(state["steps_done"])
 
 
-def build(cfg: RunConfig, backbone: nn.Module) -> SwAV:
-    return SwAV(cfg, backbone)
-
-
 SPEC = MethodSpec(
     name="swav",
     paper="Caron et al., Unsupervised Learning of Visual Features by Contrasting Cluster "
           "Assignments, NeurIPS 2020",
     family="clustering",
     config_cls=SwAVConfig,
-    build=build,
+    method_cls=SwAV,
+    losses=(swav, sinkhorn, swapped_prediction),
     defaults={
         "method.num_prototypes": 100,
         "method.freeze_prototypes_steps": 100,

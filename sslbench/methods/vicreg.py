@@ -27,20 +27,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslbench.config import RunConfig, _f
+from sslbench.config import RunConfig, bounded
+from sslbench.distributed.collectives import gather
 from sslbench.methods import MethodSpec
-from sslbench.models.heads import MLP
-from sslbench.train.distributed import gather
+from sslbench.methods.base import Method, StepOutput
 
 
 @dataclass
 class VICRegConfig:
     name: str = "vicreg"
-    invariance_weight: float = _f(25.0, lo=0.0)  # λ
-    variance_weight: float = _f(25.0, lo=0.0)  # μ
-    covariance_weight: float = _f(1.0, lo=0.0)  # ν
-    variance_target: float = _f(1.0, lo=0.0, lo_open=True)  # γ in eq. 1
-    epsilon: float = _f(1e-4, lo=0.0, lo_open=True)  # ε in eq. 1 (numerical stability)
+    invariance_weight: float = bounded(25.0, lo=0.0)  # λ
+    variance_weight: float = bounded(25.0, lo=0.0)  # μ
+    covariance_weight: float = bounded(1.0, lo=0.0)  # ν
+    variance_target: float = bounded(1.0, lo=0.0, lo_open=True)  # γ in eq. 1
+    epsilon: float = bounded(1e-4, lo=0.0, lo_open=True)  # ε in eq. 1 (numerical stability)
 
 
 def invariance_loss(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
@@ -76,36 +76,23 @@ def vicreg(z1: torch.Tensor, z2: torch.Tensor, invariance_weight: float = 25.0,
             + covariance_weight * covariance)
 
 
-class VICReg(nn.Module):
+class VICReg(Method):
     def __init__(self, cfg: RunConfig, backbone: nn.Module) -> None:
-        super().__init__()
-        m = cfg.model
-        self.cfg = cfg.method
-        self.backbone = backbone
+        super().__init__(cfg, backbone)
         # The paper's "expander" (§4.2): three layers, BN + ReLU after the first two (8192 wide on
         # ImageNet), as Barlow Twins' projector. Named projector like every method's head, so
         # evaluation and diagnostics find it.
-        self.projector = MLP(backbone.out_dim, m.projector_hidden_dim, m.projector_dim,
-                             m.projector_layers, last_bias=False)
+        self.projector = self.make_projector(cfg.model, last_bias=False)
 
-    def training_step(self, view1: torch.Tensor, view2: torch.Tensor
-                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, views: list[torch.Tensor]) -> StepOutput:
         # Each view on its own through the network (its BN sees one view), as the reference.
-        z1 = self.projector(self.backbone(view1))
-        z2 = self.projector(self.backbone(view2))
+        z1, z2 = (self.projector(self.backbone(v)) for v in views)
         z1, z2 = gather(z1), gather(z2)  # statistics over the global batch
         c = self.cfg
         with torch.autocast(z1.device.type, enabled=False):  # covariances in full precision
             loss = vicreg(z1.float(), z2.float(), c.invariance_weight, c.variance_weight,
                           c.covariance_weight, c.variance_target, c.epsilon)
         return loss, {}
-
-    def on_train_step_end(self, step: int, total_steps: int) -> dict[str, float]:
-        return {}
-
-
-def build(cfg: RunConfig, backbone: nn.Module) -> VICReg:
-    return VICReg(cfg, backbone)
 
 
 SPEC = MethodSpec(
@@ -114,7 +101,8 @@ SPEC = MethodSpec(
           "Self-Supervised Learning, ICLR 2022",
     family="redundancy reduction",
     config_cls=VICRegConfig,
-    build=build,
+    method_cls=VICReg,
+    losses=(vicreg, invariance_loss, variance_loss, covariance_loss),
     # The paper's expander is 8192-8192-8192 on ImageNet; 1024 wide fits the CPU and 28×28 data.
     defaults={
         "model.projector_layers": 3,

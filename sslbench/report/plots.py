@@ -25,7 +25,8 @@ CURVES = (
 )
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (files only, no display), imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,7 +54,7 @@ def load_curves(store: Store, run_ids: Sequence[int], keys: Sequence[str]
 def plot_curves(path: Path, curves: dict[int, dict[str, list[tuple[int, float]]]],
                 labels: dict[int, str], keys: Sequence[str], ylabel: str) -> int:
     """One line per run that logged one of ``keys``; nothing is written if none did."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     drawn = 0
     for run_id, by_key in curves.items():
@@ -80,7 +81,7 @@ def plot_curves(path: Path, curves: dict[int, dict[str, list[tuple[int, float]]]
 
 def plot_accuracy_bars(path: Path, board: Leaderboard) -> int:
     """Grouped bars: mean test top-1 (with std error bars) per leaderboard row and protocol."""
-    plt = _pyplot()
+    plt = pyplot()
     protocols = [p for p in board.protocols if any(p in g.stats for g in board.groups)]
     if not protocols or not board.groups:
         return 0
@@ -138,7 +139,7 @@ def plot_sweep_params(path: Path, report: Any) -> int:
     online kNN top-1 as open markers. Returns the number of panels."""
     if not report.params:
         return 0
-    plt = _pyplot()
+    plt = pyplot()
     n = len(report.params)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.2), dpi=100, squeeze=False, sharey=True)
     done = [t for t in report.trials if t.objective is not None]
@@ -171,7 +172,7 @@ def plot_importance(path: Path, report: Any) -> int:
     """Horizontal bars of the parameter importances; nothing written without any."""
     if not report.importance:
         return 0
-    plt = _pyplot()
+    plt = pyplot()
     items = sorted(report.importance.items(), key=lambda kv: kv[1])
     fig, ax = plt.subplots(figsize=(6.0, 0.5 * len(items) + 1.2), dpi=100)
     ax.barh([k for k, _ in items], [v for _, v in items])

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from sslbench.report.plots import _pyplot
+from sslbench.report.plots import pyplot
 
 Series = dict[str, list[tuple[float, float, float]]]  # label → [(x, mean, std)]
 
@@ -20,7 +20,7 @@ def _save(fig: object, ax: object, path: Path) -> None:
 
 def plot_infonce_ceiling(path: Path, series: Series, ks: Sequence[int]) -> None:
     """Estimate ± std vs K (log scale) for each true MI, with the ceiling log K."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     ax.plot(ks, [math.log(k) for k in ks], "k--", label="log K (ceiling)")
     for label, pts in series.items():
@@ -35,7 +35,7 @@ def plot_infonce_ceiling(path: Path, series: Series, ks: Sequence[int]) -> None:
 
 def plot_gaussian_bounds(path: Path, series: Series, log_k: float) -> None:
     """Estimate ± std vs true MI per bound, the truth y = x and InfoNCE's ceiling."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     truths = sorted({p[0] for pts in series.values() for p in pts})
     ax.plot(truths, truths, "k-", lw=0.8, label="true MI")
@@ -53,7 +53,7 @@ def plot_curves_and_bars(path: Path, curves: dict[str, list[tuple[int, float]]],
                          bars: dict[str, float], bar_label: str,
                          hline: tuple[float, str] | None = None) -> None:
     """Left: a per-epoch metric for each run; right: each run's linear top-1 (%)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(9.6, 3.8), dpi=100)
     for label, pts in curves.items():
         left.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3,
@@ -80,7 +80,7 @@ def plot_curves_and_bars(path: Path, curves: dict[str, list[tuple[int, float]]],
 
 def plot_batch_size(path: Path, series: dict[str, list[tuple[int, float]]]) -> None:
     """Linear top-1 (%) vs batch size (log scale), one line per method."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     for label, pts in series.items():
         ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=label)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sslbench.reproduce import Echo, ReproSettings
-from sslbench.runner import recording
+from sslbench.run.lifecycle import recording
 from sslbench.store import Store
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 
-from sslbench.config import resolve_config
 from sslbench.data import ImageDataset, load_dataset
 from sslbench.data.augment import normalize
 from sslbench.data.views import image_half
@@ -22,7 +21,8 @@ from sslbench.report.plots import load_curves
 from sslbench.reproduce import Echo, ReproSettings
 from sslbench.reproduce.figures import plot_batch_size, plot_curves_and_bars
 from sslbench.reproduce.record import add_figure, reproduction_run
-from sslbench.runner import RunHooks, run_pretrain
+from sslbench.resolve import resolve_config
+from sslbench.run.pretrain import RunHooks, run_pretrain
 from sslbench.store import Store
 
 

@@ -1,4 +1,8 @@
-"""Search spaces: the YAML files of ``sweeps/``, parsed and checked into :class:`SearchSpace`.
+"""Search spaces: YAML files parsed and checked into :class:`SearchSpace`.
+
+The spaces shipped with sslbench are the repository's top-level ``sweeps/METHOD.yaml`` (installed
+as ``sslbench/sweeps/`` in a wheel, :func:`space_for`); a method without one gets
+:func:`default_space`. ``--space FILE.yaml`` uses any other.
 
 A space file names the method, the objective and the parameters to search::
 
@@ -31,7 +35,6 @@ import yaml
 
 from sslbench.errors import ConfigError
 
-SWEEPS_DIR = Path(__file__).resolve().parents[2] / "sweeps"
 OBJECTIVES = ("knn", "linear")
 PRUNERS = ("median", "hyperband", "none")
 _PARAM_KEYS = {"type", "low", "high", "log", "step", "choices", "when"}
@@ -78,8 +81,39 @@ class SearchSpace:
         return dataclasses.replace(self, params=params, fixed={**self.fixed, **values})
 
 
-def default_space_file(method: str) -> Path:
-    return SWEEPS_DIR / f"{method}.yaml"
+def shipped_spaces_dir() -> Path:
+    """The folder of the shipped spaces: ``sslbench/sweeps`` in an installed wheel, the
+    repository's ``sweeps/`` in a source checkout (an editable install)."""
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "sweeps"
+    return installed if installed.is_dir() else package.parent / "sweeps"
+
+
+def space_for(method: str) -> SearchSpace:
+    """The space shipped for ``method``, or :func:`default_space` if it has none."""
+    path = shipped_spaces_dir() / f"{method}.yaml"
+    return load_space(path) if path.is_file() else default_space(method)
+
+
+# The space of a method without a file of its own: what every method has (its learning rate, its
+# weight decay, its batch size) over ranges that hold the global defaults, at the same CPU budget
+# as the shipped spaces. Documented in docs/sweeps.md; a file in sweeps/ replaces it.
+DEFAULT_SPACE: dict[str, Any] = {
+    "objective": "knn",
+    "trials": 12,
+    "fixed": {"train.epochs": 2},
+    "pruner": {"name": "median", "startup_trials": 3, "warmup_epochs": 1},
+    "params": {
+        "optimizer.lr": {"type": "float", "low": 1.0e-4, "high": 1.0e-2, "log": True},
+        "optimizer.weight_decay": {"type": "float", "low": 1.0e-6, "high": 1.0e-3, "log": True},
+        "train.batch_size": {"type": "categorical", "choices": [128, 256, 512]},
+    },
+}
+
+
+def default_space(method: str) -> SearchSpace:
+    """:data:`DEFAULT_SPACE` for ``method``."""
+    return parse_space({"method": method, **DEFAULT_SPACE}, source=f"default space of {method}")
 
 
 def load_space(path: str | Path) -> SearchSpace:
@@ -87,7 +121,7 @@ def load_space(path: str | Path) -> SearchSpace:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"search space {str(p)!r} does not exist; pass --space FILE.yaml "
-                          f"(examples in {SWEEPS_DIR})")
+                          f"(examples in {shipped_spaces_dir()})")
     try:
         raw = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:

@@ -31,7 +31,7 @@ class SweepJob:
 
 def trial_config(space: SearchSpace, params: dict[str, Any], overrides: tuple[str, ...]) -> Any:
     """The validated RunConfig of one trial: fixed keys, the trial's values, the objective."""
-    from sslbench.config import resolve_config
+    from sslbench.resolve import resolve_config
 
     values = {**space.fixed, **params, "eval.protocols": [space.objective]}
     return resolve_config(space.method, flags=values, overrides=list(overrides))
@@ -40,7 +40,8 @@ def trial_config(space: SearchSpace, params: dict[str, Any], overrides: tuple[st
 def baseline_params(space: SearchSpace, overrides: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """The searched keys at the method's default values, or None if a default lies outside the
     space (then there is no baseline trial to run)."""
-    from sslbench.config import flatten, resolve_config
+    from sslbench.config import flatten
+    from sslbench.resolve import resolve_config
     from sslbench.sweep.space import active
 
     values = {**space.fixed}
@@ -91,7 +92,7 @@ def run_worker(job: SweepJob, worker_index: int = 0) -> int:
     """Take and run trials until the budget is used; the number of trials this worker ran."""
     import optuna
 
-    from sslbench.runner import RunHooks, run_pretrain
+    from sslbench.run.pretrain import RunHooks, run_pretrain
     from sslbench.store import Store
     from sslbench.sweep.study import make_study, next_trial, open_storage, suggest
 

@@ -1,12 +1,13 @@
 """The training loop of every method, readable top to bottom.
 
-Data stays on the device as uint8 tensors; each step indexes a batch, makes two views with the
-batched augmentation, calls the method's ``training_step``, steps the optimizer and the LR
+Data stays on the device as uint8 tensors; each step indexes a batch, makes its views with the
+batched augmentation (two, plus the small crops of multi-crop), calls the method's
+``training_step``, steps the optimizer and the LR
 schedule, and lets the method update its own state (EMA target, ...). Nothing is synchronised
 with the host inside the step except every ``log_every`` steps. Checkpoints and resuming are in
 :mod:`sslbench.train.checkpoint`; signals in :mod:`sslbench.train.interrupt`.
 
-In a distributed run (``sslbench.train.distributed``) the same loop runs on every rank: each takes
+In a distributed run (``sslbench.distributed``) the same loop runs on every rank: each takes
 its part of every global batch, the step goes through DistributedDataParallel, and only rank 0
 saves checkpoints and gets the epoch hook.
 """
@@ -27,8 +28,9 @@ from torch import nn
 from sslbench.config import RunConfig
 from sslbench.data import ImageDataset
 from sslbench.data.augment import BatchAugment
+from sslbench.distributed import collectives
+from sslbench.distributed.ddp import prepare, release
 from sslbench.errors import RunFailure, RunKilled, UserError
-from sslbench.train import distributed
 from sslbench.train.checkpoint import (
     CHECKPOINT_NAME,
     FORMAT,
@@ -45,7 +47,7 @@ from sslbench.train.progress import TrainProgress
 
 EpochHook = Callable[[int, int, dict[str, float]], None]  # (epoch, global step, metrics)
 StepHook = Callable[[int], None]  # (global step), after the optimizer step
-# (uint8 batch, generator, view 1 or 2) -> float view; BatchAugment by default, another view
+# (uint8 batch, generator, view 1, 2, ...) -> float view; BatchAugment by default, another view
 # source in the benchmarks (sslbench.bench: views prepared in advance, a DataLoader)
 ViewMaker = Callable[[torch.Tensor, torch.Generator, int], torch.Tensor]
 
@@ -89,13 +91,13 @@ def pretrain(
         raise UserError(f"train.batch_size={batch} is larger than the {n} training images of "
                         f"{dataset.info.name}; use a smaller --batch-size")
     total_steps = t.epochs * steps_per_epoch
-    local_batch = batch // distributed.world_size()  # this rank's part of the global batch
+    local_batch = batch // collectives.world_size()  # this rank's part of the global batch
 
     on_cuda = device.type == "cuda"
     use_cl = on_cuda and t.channels_last
     memory_format = torch.channels_last if use_cl else torch.contiguous_format
     method.to(device, memory_format=memory_format).train()
-    training_step = distributed.prepare(method, device, t.sync_batchnorm)
+    training_step = prepare(method, device, t.sync_batchnorm)
     optimizer = build_optimizer(method, cfg.optimizer, batch)
     scheduler = build_scheduler(optimizer, cfg.optimizer, total_steps, steps_per_epoch)
     if augment is None:
@@ -106,6 +108,7 @@ def pretrain(
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda and t.amp
                 else contextlib.nullcontext())
     params = [p for p in method.parameters() if p.requires_grad]
+    num_views = cfg.augment.num_views
 
     checkpoint_path = checkpoint_dir / CHECKPOINT_NAME
     at = Position()
@@ -113,13 +116,13 @@ def pretrain(
         at = _restore(resume_from, method, optimizer, scheduler, device)
 
     def snapshot(position: Position, **mid_epoch: Any) -> None:
-        if not distributed.is_main():  # rank 0 writes; the unwrapped method loads at any size
+        if not collectives.is_main():  # rank 0 writes; the unwrapped method loads at any size
             return
         save_checkpoint(checkpoint_path, {
             "format": FORMAT, "method": method.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "epoch": position.epochs_done,
             "batch": position.batches_done, "step": position.step, "rng": capture_rng(device),
-            "world_size": distributed.world_size(), **mid_epoch,
+            "world_size": collectives.world_size(), **mid_epoch,
         })
 
     step, final_loss, start = at.step, float("nan"), time.perf_counter()
@@ -127,9 +130,10 @@ def pretrain(
           stop.deferring() if stop is not None else contextlib.nullcontext()):
         for epoch in range(at.epochs_done + 1, t.epochs + 1):
             epoch_start = time.perf_counter()
-            order_gen, aug_gen = epoch_generators(t.seed, epoch, device, stream=distributed.rank())
+            order_gen, aug_gen = epoch_generators(t.seed, epoch, device,
+                                                  stream=collectives.rank())
             # this rank's part of every global batch (all of it in a single process)
-            order = distributed.shard(torch.randperm(n, generator=order_gen), batch).to(device)
+            order = collectives.shard(torch.randperm(n, generator=order_gen), batch).to(device)
             loss_sum = torch.zeros((), device=device)
             first_bad = torch.full((), -1, dtype=torch.long, device=device)
             method_logs: dict[str, float] = {}
@@ -142,10 +146,10 @@ def pretrain(
                 method_logs = dict(resume_from["method_logs"])
             for i in range(first_batch, steps_per_epoch):
                 x = images[order[i * local_batch:(i + 1) * local_batch]]
-                view1 = augment(x, aug_gen, view=1).contiguous(memory_format=memory_format)
-                view2 = augment(x, aug_gen, view=2).contiguous(memory_format=memory_format)
+                views = [augment(x, aug_gen, view=v).contiguous(memory_format=memory_format)
+                         for v in range(1, num_views + 1)]
                 with autocast:
-                    loss, _ = training_step(view1, view2)
+                    loss, _ = training_step(views)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.optimizer.grad_clip > 0:
@@ -175,7 +179,7 @@ def pretrain(
                     raise _killed(stop.received, epoch, step)
 
             seconds = time.perf_counter() - epoch_start
-            final_loss = distributed.mean_over_ranks(loss_sum / steps_per_epoch).item()
+            final_loss = collectives.mean_over_ranks(loss_sum / steps_per_epoch).item()
             metrics = {"loss": final_loss, "lr": scheduler.get_last_lr()[0],
                        "img_per_s": (steps_per_epoch - first_batch) * batch / seconds,
                        "epoch_s": seconds, **method_logs}
@@ -187,7 +191,7 @@ def pretrain(
             if stop is not None and stop.received is not None:
                 raise _killed(stop.received, epoch + 1, step)
 
-    distributed.release(method)
+    release(method)
     seconds = time.perf_counter() - start
     done_steps = step - at.step
     return PretrainResult(epochs=t.epochs, steps=step, final_loss=final_loss, seconds=seconds,

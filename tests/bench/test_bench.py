@@ -23,8 +23,9 @@ from sslbench.bench.throughput import (
 )
 from sslbench.bench.time_to_accuracy import CheckpointClock, _BudgetSpent, time_to_accuracy
 from sslbench.cli import main
-from sslbench.config import ViewAugmentConfig, resolve_config
+from sslbench.config import ViewAugmentConfig
 from sslbench.data import load_dataset
+from sslbench.resolve import resolve_config
 from sslbench.store import Store
 
 
@@ -99,8 +100,8 @@ def test_flops_of_a_linear_step_are_counted_by_hand() -> None:
             super().__init__()
             self.layer = nn.Linear(5, 3, bias=False)
 
-        def training_step(self, v1: torch.Tensor, v2: torch.Tensor):  # type: ignore[no-untyped-def]
-            return self.layer(torch.cat([v1, v2])).sum(), {}
+        def training_step(self, views: list[torch.Tensor]):  # type: ignore[no-untyped-def]
+            return self.layer(torch.cat(views)).sum(), {}
 
     views = (torch.randn(4, 5), torch.randn(4, 5))
     # forward 2·(2B)·5·3, backward (weight gradient only) the same: per image 2 · 2 · 2 · 15
@@ -186,6 +187,7 @@ def test_too_many_steps_is_bad_input_and_records_nothing(
             assert con.execute("select count(*) from runs").fetchone()[0] == 0
 
 
+@pytest.mark.multiprocess
 def test_time_to_accuracy_and_startup_are_recorded(db: Path) -> None:
     assert main(["bench", "time-to-accuracy", "--dataset", "synthetic", "--epochs", "1",
                  "--set", "model.width=4", "--set", "eval.linear.epochs=1", "--gpus", "0",

@@ -18,12 +18,6 @@ DIAGNOSTICS = ("collapse_std_backbone", "collapse_std_projector", "rankme_backbo
                "knn_top1", "collapsed")
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("SSLBENCH_DB", raising=False)
-    return tmp_path
-
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -207,12 +201,12 @@ def test_bad_labels_do_not_create_a_database(workdir: Path) -> None:
     assert not fresh.exists()
 
 
+@pytest.mark.multiprocess
 @pytest.mark.parametrize("command", ["knn", "semi-supervised", "supervised", "linear-eval"])
-def test_help_of_the_evaluation_commands_does_not_import_torch(command: str) -> None:
+def test_help_of_the_evaluation_commands_does_not_import_torch(command: str, repo: Path) -> None:
     import subprocess
     import sys
 
-    repo = Path(__file__).parents[2]
     code = ("import sys\nfrom sslbench.cli import main\n"
             f"assert main([{command!r}, '--help']) == 0\n"
             "print('TORCH', 'torch' in sys.modules)\n")

@@ -12,7 +12,6 @@ import pytest
 from sslbench.cli import main
 from sslbench.methods import method_names
 
-REPO = Path(__file__).parents[2]
 FAMILIES = {"contrastive", "distillation", "redundancy reduction", "clustering",
             "mutual information"}
 
@@ -40,9 +39,10 @@ def test_table(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPat
     assert "method.queue_size=4096" in out and "Chen & He" in out
 
 
-def test_methods_help_does_not_import_torch() -> None:
+@pytest.mark.multiprocess
+def test_methods_help_does_not_import_torch(repo: Path) -> None:
     code = ("import sys; from sslbench.cli import main; main(['methods', '--help']); "
             "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, check=True)
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"}, check=True)
     assert out.stdout.strip().endswith("[]")

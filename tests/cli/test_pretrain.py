@@ -12,16 +12,6 @@ import pytest
 from sslbench.cli import main
 from sslbench.store import Store
 
-REPO = Path(__file__).parents[2]
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Run each test in its own folder (checkpoints go to ./runs) with no SSLBENCH_* leaking in."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("SSLBENCH_DB", raising=False)
-    return tmp_path
-
 
 def test_pretrain_simclr_then_runs_and_linear_eval(workdir: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
@@ -150,12 +140,12 @@ def test_non_finite_loss_marks_the_run_failed(workdir: Path, monkeypatch: pytest
 
 
 def test_interrupt_marks_the_run_killed(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sslbench.runner as runner
+    import sslbench.run.pretrain as run_pretrain
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "pretrain", interrupted)
+    monkeypatch.setattr(run_pretrain, "pretrain", interrupted)
     db = str(workdir / "r.sqlite")
     assert main(["pretrain", "simclr", "--dataset", "synthetic", "--db", db, "--quiet"]) == 130
     with Store.open(db, create=False) as store:
@@ -163,9 +153,10 @@ def test_interrupt_marks_the_run_killed(workdir: Path, monkeypatch: pytest.Monke
     assert (run.status, run.failure_reason) == ("KILLED", "interrupted (Ctrl-C)")
 
 
+@pytest.mark.multiprocess
 @pytest.mark.parametrize("argv", [["--help"], ["runs", "--help"], ["pretrain", "--help"],
                                   ["datasets", "--help"]])
-def test_cli_help_does_not_import_torch(argv: list[str]) -> None:
+def test_cli_help_does_not_import_torch(argv: list[str], repo: Path) -> None:
     code = (
         "import sys\n"
         "from sslbench.cli import main\n"
@@ -174,8 +165,8 @@ def test_cli_help_does_not_import_torch(argv: list[str]) -> None:
         "heavy = sorted(m for m in ('torch', 'torchvision', 'numpy') if m in sys.modules)\n"
         "print('HEAVY', heavy)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                          timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True,
+                          timeout=120, env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stdout
     assert "Usage" in proc.stdout

@@ -12,21 +12,14 @@ import pytest
 import torch
 
 from sslbench.cli import main
-from sslbench.config import config_from_dict
+from sslbench.distributed import launch
 from sslbench.methods import build_method
+from sslbench.resolve import config_from_dict
 from sslbench.store import Store
-from sslbench.train import distributed
 
-REPO = Path(__file__).parents[2]
 TINY = ["train.epochs=1", "train.batch_size=32", "eval.linear.epochs=5",
         "eval.knn.monitor_every=0", "eval.diagnostics.enabled=false"]
 
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("SSLBENCH_DB", raising=False)
-    return tmp_path
 
 
 def _check_recorded_once_by_rank_0(db: Path) -> None:
@@ -44,6 +37,7 @@ def _check_recorded_once_by_rank_0(db: Path) -> None:
     method.load_state_dict(checkpoint["method"])  # strict: same keys, same shapes
 
 
+@pytest.mark.multiprocess
 def test_pretrain_with_two_cpu_workers(workdir: Path) -> None:
     db = workdir / "r.sqlite"
     argv = ["pretrain", "simclr", "--dataset", "synthetic", "--procs", "2", "--db", str(db),
@@ -52,10 +46,11 @@ def test_pretrain_with_two_cpu_workers(workdir: Path) -> None:
     _check_recorded_once_by_rank_0(db)
 
 
+@pytest.mark.multiprocess
 @pytest.mark.slow
-def test_pretrain_under_torchrun(workdir: Path) -> None:
+def test_pretrain_under_torchrun(workdir: Path, repo: Path) -> None:
     db = workdir / "r.sqlite"
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = {**os.environ, "PYTHONPATH": f"{repo}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                     "--nproc-per-node", "2", "-m", "sslbench", "pretrain", "simclr",
                     "--dataset", "synthetic", "--gpus", "0", "--db", str(db), "--quiet", *TINY],
@@ -66,9 +61,11 @@ def test_pretrain_under_torchrun(workdir: Path) -> None:
 def test_a_failed_worker_marks_the_run_failed_with_rank_and_reason(
         workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     def crash(*args: object, **kwargs: object) -> None:
-        raise distributed.WorkerFailure(1, "RuntimeError: out of memory")
+        raise launch.WorkerFailure(1, "RuntimeError: out of memory")
 
-    monkeypatch.setattr(distributed, "launch", crash)
+    import sslbench.run.pretrain as run_pretrain
+
+    monkeypatch.setattr(run_pretrain, "launch", crash)
     db = workdir / "r.sqlite"
     assert main(["pretrain", "simclr", "--dataset", "synthetic", "--procs", "2", "--db",
                  str(db), "--quiet", *TINY]) == 1

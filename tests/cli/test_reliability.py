@@ -19,7 +19,6 @@ from sslbench.cli import main
 from sslbench.store import RunRecord, Store
 from sslbench.train.checkpoint import load_checkpoint
 
-REPO = Path(__file__).parents[2]
 # 1024 synthetic images, 4 steps of 256 an epoch, with the per-epoch kNN monitor and diagnostics
 SMALL = ["--dataset", "synthetic", "--epochs", "2", "--eval", "none", "--quiet",
          "train.batch_size=256", "model.width=8"]
@@ -54,8 +53,8 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> RunRecord:
     return _run(folder)
 
 
-def _start_and_wait_for_epoch_1(folder: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def _start_and_wait_for_epoch_1(folder: Path, repo: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(repo)}
     env.pop("SSLBENCH_DB", None)
     proc = subprocess.Popen([sys.executable, "-m", "sslbench", *_pretrain_argv(folder)],
                             cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -80,10 +79,11 @@ def _resume_and_compare(folder: Path, reference: RunRecord) -> RunRecord:
     return run
 
 
+@pytest.mark.multiprocess
 def test_kill_9_mid_run_then_resume_ends_as_if_never_killed(
-    tmp_path: Path, reference: RunRecord, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, repo: Path, reference: RunRecord, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    proc = _start_and_wait_for_epoch_1(tmp_path)
+    proc = _start_and_wait_for_epoch_1(tmp_path, repo)
     proc.kill()  # SIGKILL: no handler, no last word to the DB
     proc.communicate()
     assert _run(tmp_path).status in ("RUNNING", "KILLED")  # not looked at yet
@@ -97,10 +97,11 @@ def test_kill_9_mid_run_then_resume_ends_as_if_never_killed(
     _resume_and_compare(tmp_path, reference)
 
 
+@pytest.mark.multiprocess
 def test_sigterm_saves_a_checkpoint_marks_killed_and_resumes(
-    tmp_path: Path, reference: RunRecord
+    tmp_path: Path, repo: Path, reference: RunRecord
 ) -> None:
-    proc = _start_and_wait_for_epoch_1(tmp_path)
+    proc = _start_and_wait_for_epoch_1(tmp_path, repo)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 128 + signal.SIGTERM, err

@@ -16,13 +16,6 @@ from sslbench.store import Store
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("SSLBENCH_DB", raising=False)
-    return tmp_path
-
-
-@pytest.fixture
 def small_gaussians(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gaussian, "BATCHES", 3)
     monkeypatch.setattr(gaussian, "CEILING_KS", (16, 64))

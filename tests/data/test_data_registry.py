@@ -9,8 +9,6 @@ import pytest
 from sslbench.data.registry import DATASETS, get_info
 from sslbench.errors import UserError
 
-REPO = Path(__file__).parents[2]
-
 
 def test_registered_datasets() -> None:
     assert {"fashion-mnist", "mnist", "synthetic"} <= set(DATASETS)
@@ -32,15 +30,16 @@ def test_unknown_dataset_lists_choices() -> None:
     )
 
 
-def test_metadata_modules_do_not_import_torch() -> None:
+@pytest.mark.multiprocess
+def test_metadata_modules_do_not_import_torch(repo: Path) -> None:
     code = (
         "import sys, sslbench.data, sslbench.data.registry, sslbench.data.discovery, "
         "sslbench.cli.datasets; print('torch' in sys.modules)"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
-        cwd=REPO,
-        env={"PYTHONPATH": str(REPO)},
+        cwd=repo,
+        env={"PYTHONPATH": str(repo)},
         capture_output=True,
         text=True,
         check=True,

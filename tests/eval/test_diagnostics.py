@@ -132,8 +132,8 @@ def test_bottleneck_terms_fall_when_the_target_predicts_the_online_output() -> N
 @pytest.mark.parametrize("method,has_ib", [("byol", True), ("simsiam", True), ("simclr", False)])
 def test_measure_records_the_bottleneck_terms_for_latent_bootstrapping(method: str,
                                                                        has_ib: bool) -> None:
-    from sslbench.config import resolve_config
     from sslbench.methods import build_method
+    from sslbench.resolve import resolve_config
 
     cfg = resolve_config(method, overrides=["data.dataset=synthetic", "model.width=4"])
     model = build_method(cfg, in_channels=1)

@@ -7,8 +7,9 @@ import itertools
 import pytest
 import torch
 
+from sslbench.config import LabelSpec, parse_label_spec, parse_semi_spec
 from sslbench.errors import UserError
-from sslbench.eval.subsets import LabelSpec, label_subset, parse_label_spec, parse_semi_spec
+from sslbench.eval.subsets import label_subset
 
 
 def _labels(n_per_class: int = 1000, num_classes: int = 10, seed: int = 0) -> torch.Tensor:

@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from sslbench.config import resolve_config
 from sslbench.data import load_dataset
 from sslbench.losses import align_uniform_loss, alignment, uniformity
 from sslbench.methods import build_method
+from sslbench.resolve import resolve_config
 from sslbench.train.loop import pretrain
 
 

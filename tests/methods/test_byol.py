@@ -2,9 +2,9 @@ import copy
 
 import torch
 
-from sslbench.config import resolve_config
 from sslbench.losses import byol_loss
 from sslbench.methods import build_method
+from sslbench.resolve import resolve_config
 
 
 def test_hand_computed_loss():
@@ -39,7 +39,7 @@ def test_target_gets_no_gradient_and_follows_ema():
     torch.manual_seed(0)
     model = _tiny_byol(**{"method.ema_decay": 0.9})
     x1, x2 = torch.randn(8, 1, 28, 28), torch.randn(8, 1, 28, 28)
-    loss, _ = model.training_step(x1, x2)
+    loss, _ = model.training_step([x1, x2])
     loss.backward()
     assert all(p.grad is None for p in model.target_backbone.parameters())
     assert all(p.grad is not None for p in model.backbone.parameters())

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from sslbench.config import resolve_config
 from sslbench.data import load_dataset
 from sslbench.errors import ConfigError
 from sslbench.losses import directpred_predictor
 from sslbench.methods import build_method
 from sslbench.methods.directpred import update_correlation
+from sslbench.resolve import resolve_config
 from sslbench.train.loop import pretrain
 from sslbench.train.optim import build_optimizer
 
@@ -55,7 +55,7 @@ def test_model_sets_the_predictor_every_update_every_steps():
     cfg, model = _tiny("method.update_every=2", "method.rho=0.5", "method.eps=0.02")
     weights = []
     for _ in range(3):
-        loss, _ = model.training_step(torch.randn(8, 1, 28, 28), torch.randn(8, 1, 28, 28))
+        loss, _ = model.training_step([torch.randn(8, 1, 28, 28), torch.randn(8, 1, 28, 28)])
         weights.append(model.predictor.weight.clone())
         if len(weights) == 1:
             expected = directpred_predictor(model.correlation, 0.02)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sslbench.config import resolve_config
 from sslbench.errors import ConfigError
 from sslbench.methods import build_method
 from sslbench.methods.er import ERConfig, er_loss
 from sslbench.mi.entropy import er_bound, kde_entropy
+from sslbench.resolve import resolve_config
 
 
 def test_loss_is_minus_the_symmetrised_bound() -> None:
@@ -29,7 +29,7 @@ def test_loss_is_minus_the_symmetrised_bound() -> None:
 def test_training_step_has_gradients_and_bad_bandwidth_is_rejected() -> None:
     cfg = resolve_config("er", overrides=["data.dataset=synthetic", "model.width=4"])
     method = build_method(cfg, in_channels=1)
-    loss, _ = method.training_step(torch.randn(8, 1, 28, 28), torch.randn(8, 1, 28, 28))
+    loss, _ = method.training_step([torch.randn(8, 1, 28, 28), torch.randn(8, 1, 28, 28)])
     loss.backward()
     assert method.projector.net[0].weight.grad is not None
     with pytest.raises(ConfigError, match=r"method\.bandwidth"):

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from sslbench.cli import main
-from sslbench.config import resolve_config
 from sslbench.errors import ConfigError
 from sslbench.methods import build_method
 from sslbench.mi.bounds import BOUNDS
+from sslbench.resolve import resolve_config
 
 
 def _tiny(*overrides: str):
@@ -39,7 +39,7 @@ def test_every_encoder_and_critic_trains_on_the_halves(encoder: str, critic: str
     _, method = _tiny(f"method.encoder={encoder}", f"method.critic={critic}",
                         "method.bound=nwj", "model.width=4")
     x = torch.randn(6, 1, 28, 28)
-    loss, logs = method.training_step(x, x)
+    loss, logs = method.training_step([x, x])
     assert loss.item() == pytest.approx(-logs["mi_estimate"].item())
     assert loss.item() == pytest.approx(-BOUNDS["nwj"](method.scores(x, x)).item(), abs=1e-6)
     loss.backward()
@@ -85,13 +85,13 @@ def test_bad_keys_are_config_errors() -> None:
         resolve_config("infomax", overrides=["method.critic=cosine"])
 
 
-def test_cli_flags_set_bound_and_critic(tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                        ) -> None:
-    argv = ["pretrain", "infomax", "--bound", "dv", "--critic", "separable", "--dataset",
+def test_cli_keys_set_bound_and_critic(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                       ) -> None:
+    argv = ["pretrain", "infomax", "method.bound=dv", "method.critic=separable", "--dataset",
             "synthetic", "--dry-run", "--db", str(tmp_path / "db.sqlite")]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "bound: dv" in out and "critic: separable" in out
-    assert main(["pretrain", "simclr", "--bound", "dv", "--dry-run"]) == 2
+    assert main(["pretrain", "simclr", "method.bound=dv", "--dry-run"]) == 2
     assert "method.bound" in capsys.readouterr().err
     assert not (tmp_path / "db.sqlite").exists()

@@ -10,12 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sslbench.config import resolve_config
 from sslbench.data import load_dataset
 from sslbench.errors import ConfigError
 from sslbench.losses import moco_loss
 from sslbench.methods import build_method
 from sslbench.methods.moco import enqueue
+from sslbench.resolve import resolve_config
 from sslbench.train.loop import pretrain
 
 
@@ -81,7 +81,7 @@ def test_step_enqueues_the_keys_and_key_encoder_gets_no_gradient(symmetric: bool
     torch.manual_seed(0)
     model = _tiny("method.queue_size=64", f"method.symmetric={symmetric}")
     x1, x2 = torch.randn(8, 1, 28, 28), torch.randn(8, 1, 28, 28)
-    loss, _ = model.training_step(x1, x2)
+    loss, _ = model.training_step([x1, x2])
     loss.backward()
     assert model.queue_ptr.item() == (16 if symmetric else 8)
     with torch.no_grad():

@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslbench.config import resolve_config
 from sslbench.data import load_dataset
 from sslbench.losses import mocov3_loss
 from sslbench.methods import build_method
+from sslbench.resolve import resolve_config
 from sslbench.train.loop import pretrain
 from sslbench.train.optim import build_optimizer
 
@@ -64,7 +64,7 @@ def _tiny(*overrides: str):
 def test_momentum_encoder_gets_no_gradient_and_predictor_does():
     torch.manual_seed(0)
     _, model = _tiny()
-    loss, _ = model.training_step(torch.randn(8, 1, 28, 28), torch.randn(8, 1, 28, 28))
+    loss, _ = model.training_step([torch.randn(8, 1, 28, 28), torch.randn(8, 1, 28, 28)])
     loss.backward()
     assert all(p.grad is None for p in model.target_backbone.parameters())
     assert all(p.grad is None for p in model.target_projector.parameters())

@@ -13,10 +13,10 @@ import pytest
 import torch
 from torch import nn
 
-from sslbench.config import resolve_config
 from sslbench.data import load_dataset
 from sslbench.losses import negative_cosine, simsiam_loss
 from sslbench.methods import build_method
+from sslbench.resolve import resolve_config
 from sslbench.train.loop import pretrain
 
 
@@ -62,7 +62,7 @@ def _tiny(method: str, *overrides: str):
 def test_model_gradients_follow_the_switches():
     x1, x2 = torch.randn(8, 1, 28, 28), torch.randn(8, 1, 28, 28)
     model = _tiny("simsiam")
-    loss, _ = model.training_step(x1, x2)
+    loss, _ = model.training_step([x1, x2])
     loss.backward()
     assert all(p.grad is not None for p in model.parameters())
     assert isinstance(_tiny("simsiam", "method.use_predictor=false").predictor, nn.Identity)
@@ -83,8 +83,8 @@ def test_byol_with_shared_weight_target_is_simsiam():
     g = torch.Generator().manual_seed(1)
     for step in range(3):
         x1, x2 = torch.randn(8, 1, 28, 28, generator=g), torch.randn(8, 1, 28, 28, generator=g)
-        loss_byol, _ = byol.training_step(x1, x2)
-        loss_simsiam, _ = simsiam.training_step(x1, x2)
+        loss_byol, _ = byol.training_step([x1, x2])
+        loss_simsiam, _ = simsiam.training_step([x1, x2])
         assert torch.allclose(loss_byol, 4 + 4 * loss_simsiam, atol=1e-5)
         for opt, loss in ((opt_byol, loss_byol), (opt_simsiam, loss_simsiam)):
             opt.zero_grad()

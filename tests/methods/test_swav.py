@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from sslbench.config import RunConfig, resolve_config
+from sslbench.config import RunConfig
 from sslbench.data import load_dataset
 from sslbench.errors import ConfigError
 from sslbench.losses import sinkhorn, swav
 from sslbench.methods import build_method
 from sslbench.methods.swav import SwAV, swapped_prediction
+from sslbench.resolve import resolve_config
 from sslbench.train.device import seed_everything
 from sslbench.train.loop import pretrain
 from sslbench.train.optim import build_optimizer
@@ -144,7 +145,7 @@ def _manual_steps(model: SwAV, cfg: RunConfig, steps: int) -> None:
     g = torch.Generator().manual_seed(0)
     for step in range(1, steps + 1):
         x1, x2 = torch.randn(2, 16, 1, 28, 28, generator=g)
-        loss, _ = model.training_step(x1, x2)
+        loss, _ = model.training_step([x1, x2])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -178,14 +179,24 @@ def test_queue_fills_first_in_first_out() -> None:
 
 
 def test_small_crops_join_the_loss() -> None:
+    """Views 3 and on (multi-crop, made by the augmentation) only predict codes: they change the
+    loss and get gradients, the codes still come from the two global views."""
     torch.manual_seed(0)
-    _, model = _tiny_swav("method.num_small_crops=2", "method.small_crop_size=12",
-                          "method.freeze_prototypes_steps=0")
-    loss, _ = model.training_step(torch.randn(8, 1, 28, 28), torch.randn(8, 1, 28, 28))
+    cfg, model = _tiny_swav("augment.small_crops=2", "augment.small_crop_size=12",
+                            "method.freeze_prototypes_steps=0")
+    assert cfg.augment.num_views == 4
+    x1, x2 = torch.randn(2, 8, 1, 28, 28)
+    small = [torch.randn(8, 1, 12, 12, requires_grad=True) for _ in range(2)]
+    model.eval()  # BatchNorm on batch statistics would mix the crops into the global views
+    loss, _ = model.training_step([x1, x2, *small])
     loss.backward()
     assert torch.isfinite(loss) and model.prototypes.weight.grad is not None
+    assert all(s.grad is not None and s.grad.abs().sum() > 0 for s in small)
+    assert loss.item() != pytest.approx(model.training_step([x1, x2])[0].item())
     with pytest.raises(ConfigError, match=r"small_crop_min_scale=0.6 is larger"):
-        resolve_config("swav", overrides=["method.small_crop_min_scale=0.6"])
+        resolve_config("swav", overrides=["augment.small_crop_min_scale=0.6"])
+    with pytest.raises(ConfigError, match=r"simclr trains on two views only"):
+        resolve_config("simclr", overrides=["augment.small_crops=2"])
     with pytest.raises(ConfigError, match=r"method.sinkhorn_epsilon=0.0 is out of range"):
         resolve_config("swav", overrides=["method.sinkhorn_epsilon=0"])
 

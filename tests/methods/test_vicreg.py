@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from sslbench.config import resolve_config
 from sslbench.data import load_dataset
 from sslbench.errors import ConfigError
 from sslbench.losses import covariance_loss, invariance_loss, variance_loss, vicreg
 from sslbench.methods import build_method
+from sslbench.resolve import resolve_config
 from sslbench.train.device import seed_everything
 from sslbench.train.loop import pretrain
 

@@ -10,13 +10,12 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import update
 
 from sslbench.store import Store
 from sslbench.store.api import format_utc, utc_now
 from sslbench.store.models import Run
-
-REPO = Path(__file__).parents[2]
 
 
 def _running(store: Store, host: str | None = None) -> int:
@@ -46,6 +45,7 @@ def test_a_run_records_its_process_and_is_alive(store: Store) -> None:
     assert store.mark_lost_runs() == []  # this process is alive
 
 
+@pytest.mark.multiprocess
 def test_opening_the_store_marks_runs_with_a_dead_process_killed(db_path: Path) -> None:
     with Store.open(str(db_path)) as store:
         dead, alive = _running(store), _running(store)
@@ -71,6 +71,7 @@ def test_a_stale_heartbeat_from_another_host_is_killed(store: Store) -> None:
     assert store.mark_lost_runs() == []
 
 
+@pytest.mark.multiprocess
 def test_heartbeat_thread_keeps_a_run_fresh(store: Store) -> None:
     run_id = _running(store)
     first = store.get_run(run_id).heartbeat_at
@@ -109,11 +110,12 @@ with Store.open(sys.argv[1]) as store:
 """
 
 
-def test_four_processes_writing_at_once_lose_nothing(db_path: Path) -> None:
+@pytest.mark.multiprocess
+def test_four_processes_writing_at_once_lose_nothing(db_path: Path, repo: Path) -> None:
     # a new file: the four also race to create the schema
     go = db_path.with_name("go")
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(db_path), str(go)], cwd=REPO,
-                              env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(db_path), str(go)], cwd=repo,
+                              env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"},
                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
     time.sleep(1.0)  # let them import
     go.touch()

@@ -11,19 +11,19 @@ import pytest
 from sslbench.provenance import collect_provenance, git_state
 
 
-def test_store_and_provenance_never_import_torch() -> None:
+@pytest.mark.multiprocess
+def test_store_and_provenance_never_import_torch(repo: Path) -> None:
     code = (
         "import sys, sslbench.store, sslbench.provenance, sslbench.cli.runs\n"
         "sslbench.provenance.collect_provenance()\n"
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
-    root = Path(__file__).parents[2]
     subprocess.run(
         [sys.executable, "-c", code],
         check=True,
-        cwd=root,
+        cwd=repo,
         timeout=60,
-        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"},
     )
 
 

@@ -19,6 +19,8 @@ from sslbench.store import Store
 from sslbench.store.db import make_engine
 from sslbench.store.models import VERSION_TABLE, Base
 
+pytestmark = pytest.mark.multiprocess  # starts a PostgreSQL server
+
 
 def test_store_on_postgresql(pg_server: str, tmp_path: Path) -> None:
     checkpoint = tmp_path / "last.pt"

@@ -20,10 +20,9 @@ from optuna.trial import TrialState
 from sslbench.cli import main
 from sslbench.errors import ConfigError
 from sslbench.store import Store
-from sslbench.sweep.space import SWEEPS_DIR, load_space, parse_space
+from sslbench.sweep.space import parse_space, shipped_spaces_dir, space_for
 from sslbench.sweep.study import open_storage
 
-REPO = Path(__file__).parents[2]
 SPACE = {
     "method": "simclr",
     "objective": "knn",
@@ -38,12 +37,6 @@ SPACE = {
     },
 }
 
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("SSLBENCH_DB", raising=False)
-    return tmp_path
 
 
 def _space_file(folder: Path, **changes: object) -> Path:
@@ -78,18 +71,20 @@ def _check_consistent(db: str, storage: str | None, study: str, budget: int) -> 
     return trials
 
 
-def test_every_method_has_a_valid_space_file_with_its_defaults_inside() -> None:
+def test_every_method_has_a_valid_space_with_its_defaults_inside() -> None:
+    """A shipped file (sweeps/METHOD.yaml) or, for a method without one, the default space."""
     from sslbench.methods import method_names
     from sslbench.sweep.worker import SweepJob, baseline_params, check_job
 
-    files = sorted(SWEEPS_DIR.glob("*.yaml"))
-    assert {f.stem for f in files} == set(method_names())
-    for f in files:
-        space = load_space(f)
-        assert space.method == f.stem and space.params
-        check_job(SweepJob(f.stem, space, None, None))  # every bound builds a valid config
+    files = {f.stem for f in shipped_spaces_dir().glob("*.yaml")}
+    assert files <= set(method_names())
+    for name in method_names():
+        space = space_for(name)
+        assert space.method == name and space.params
+        assert (space.source == f"{name}.yaml") == (name in files)
+        check_job(SweepJob(name, space, None, None))  # every bound builds a valid config
         baseline = baseline_params(space)
-        assert baseline is not None, f"{f.name}: a default lies outside the space"
+        assert baseline is not None, f"{space.source}: a default lies outside the space"
         assert set(baseline) == {p.key for p in space.params}
 
 
@@ -132,6 +127,7 @@ def test_sweep_bad_input_exit_2_and_nothing_written(workdir: Path,
     assert not list(workdir.glob("*.optuna.log"))
 
 
+@pytest.mark.multiprocess
 def test_two_workers_record_every_trial_once(workdir: Path) -> None:
     db = str(workdir / "r.sqlite")
     argv = ["sweep", "simclr", "--space", str(_space_file(workdir)), "--db", db, "--workers", "2",
@@ -170,14 +166,15 @@ def test_pruned_trials_are_pruned_in_both(workdir: Path, monkeypatch: pytest.Mon
     assert "pruned 3" in capsys.readouterr().out
 
 
+@pytest.mark.multiprocess
 def test_killed_worker_is_resumed_without_loss_or_duplicates(
-    workdir: Path, capsys: pytest.CaptureFixture[str]
+    workdir: Path, repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = workdir / "r.sqlite"
     space = _space_file(workdir, trials=3, fixed={**SPACE["fixed"], "train.epochs": 3},
                         pruner="none")
     argv = ["sweep", "simclr", "--space", str(space), "--db", str(db), "--quiet"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(repo)}
     proc = subprocess.Popen([sys.executable, "-m", "sslbench", *argv], cwd=workdir, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -185,10 +182,13 @@ def test_killed_worker_is_resumed_without_loss_or_duplicates(
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:  # wait until a trial is mid-training
             if db.exists():
-                with sqlite3.connect(db) as con:
-                    row = con.execute(
-                        "select count(*) from runs r join metrics m on m.run_id = r.id "
-                        "where r.kind = 'trial' and r.status = 'RUNNING'").fetchone()
+                try:
+                    with sqlite3.connect(db) as con:
+                        row = con.execute(
+                            "select count(*) from runs r join metrics m on m.run_id = r.id "
+                            "where r.kind = 'trial' and r.status = 'RUNNING'").fetchone()
+                except sqlite3.OperationalError:  # the file exists, its schema not yet
+                    row = (0,)
                 if row[0] > 0:
                     break
             time.sleep(0.2)
@@ -232,6 +232,7 @@ def test_sweep_best_prints_a_runnable_config(workdir: Path,
     assert main(["sweep", "best", "nosuch", "--db", db]) == 2
 
 
+@pytest.mark.multiprocess
 def test_sweep_on_postgresql(workdir: Path, pg_server: str) -> None:
     """Study and runs in ONE PostgreSQL database (the multi-machine set-up), two workers. sslbench
     keeps its Alembic version in its own table, so Optuna's `alembic_version` does not clash."""
@@ -259,7 +260,7 @@ def test_sweep_on_postgresql(workdir: Path, pg_server: str) -> None:
 
 
 def test_baseline_trial_runs_the_defaults_once() -> None:
-    from sslbench.config import resolve_config
+    from sslbench.resolve import resolve_config
     from sslbench.sweep.worker import SweepJob, baseline_params, enqueue_baseline
 
     defaults = resolve_config("simclr", flags={"data.dataset": "synthetic"}).to_dict()

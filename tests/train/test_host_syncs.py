@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from sslbench.config import resolve_config
 from sslbench.data import load_dataset
 from sslbench.methods import build_method
+from sslbench.resolve import resolve_config
 from sslbench.train.loop import pretrain
 
 SYNCING = ("item", "tolist", "__bool__", "__float__", "__int__", "nonzero", "cpu")

@@ -10,10 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from sslbench.config import OptimizerConfig, resolve_config
+from sslbench.config import OptimizerConfig
 from sslbench.data import load_dataset
 from sslbench.errors import ConfigError
 from sslbench.methods import build_method
+from sslbench.resolve import resolve_config
 from sslbench.train.loop import pretrain
 from sslbench.train.optim import LARS, build_optimizer
 

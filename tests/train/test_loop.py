@@ -9,10 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from sslbench.config import OptimizerConfig, resolve_config
+from sslbench.config import OptimizerConfig
 from sslbench.data import load_dataset
 from sslbench.errors import RunFailure, UserError
 from sslbench.methods import build_method
+from sslbench.resolve import resolve_config
 from sslbench.train.checkpoint import load_checkpoint, save_checkpoint
 from sslbench.train.device import resolve_device, seed_everything
 from sslbench.train.loop import pretrain
@@ -142,20 +143,20 @@ def test_gradient_clipping_bounds_the_update(tmp_path: Path) -> None:
 @pytest.mark.parametrize("compile_step", [False, True])
 def test_the_loop_steps_through_the_prepared_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   compile_step: bool) -> None:
-    """Every step goes through what `distributed.prepare` returns (DDP in a distributed run),
+    """Every step goes through what `distributed.ddp.prepare` returns (DDP in a distributed run),
     also when `train.compile` is on: a step that bypassed it would not average gradients."""
-    import sslbench.train.distributed as dist_mod
+    import sslbench.train.loop as loop_mod
 
     calls = []
 
     def prepare(method: nn.Module, device: torch.device, sync_batchnorm: bool = True):
-        def step(v1: torch.Tensor, v2: torch.Tensor):
-            calls.append(v1.shape[0])
-            return method.training_step(v1, v2)
+        def step(views: list[torch.Tensor]):
+            calls.append(views[0].shape[0])
+            return method.training_step(views)
 
         return step
 
-    monkeypatch.setattr(dist_mod, "prepare", prepare)
+    monkeypatch.setattr(loop_mod, "prepare", prepare)
     monkeypatch.setattr(torch, "compile", lambda fn: fn)  # what matters is what gets compiled
     cfg = resolve_config("simclr", flags={"data.dataset": "synthetic", "train.epochs": 1,
                                           "train.compile": compile_step})

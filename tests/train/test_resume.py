@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from sslbench.config import resolve_config
 from sslbench.data import ImageDataset, load_dataset
 from sslbench.errors import RunFailure, RunKilled
 from sslbench.methods import build_method
+from sslbench.resolve import resolve_config
 from sslbench.train import checkpoint as ckpt
 from sslbench.train.checkpoint import load_checkpoint, save_checkpoint
 from sslbench.train.device import seed_everything

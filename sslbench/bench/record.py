@@ -1,7 +1,7 @@
 """The benchmarks as recorded runs: check the input, measure, print, store a run of kind ``bench``.
 
 A run is created (RUNNING) once the input is known to be good and ends COMPLETED with its summary
-and per-round metrics, or FAILED with the reason (``sslbench.runner.recording``).
+and per-round metrics, or FAILED with the reason (:func:`sslbench.run.lifecycle.recording`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from sslbench.config import RunConfig
-from sslbench.runner import Echo
+from sslbench.run.lifecycle import Echo
 from sslbench.store import Store
 
 
@@ -31,10 +31,10 @@ def run_throughput(cfg: RunConfig, *, steps: int, warmup: int, rounds: int, work
         prepare_views,
         random_dataset,
     )
-    from sslbench.data import load_dataset
+    from sslbench.data import load_run_dataset
     from sslbench.errors import UserError
     from sslbench.methods import build_method
-    from sslbench.runner import _device_name, recording
+    from sslbench.run.lifecycle import device_label, recording
     from sslbench.train.device import resolve_device, seed_everything
 
     device = resolve_device(cfg.train.gpus)
@@ -43,15 +43,13 @@ def run_throughput(cfg: RunConfig, *, steps: int, warmup: int, rounds: int, work
     if random_data:
         dataset = random_dataset(cfg.data.dataset, needed, seed=cfg.train.seed)
     else:
-        dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir, download=cfg.data.download,
-                               seed=cfg.train.seed, class_list=cfg.data.class_list,
-                               image_size=cfg.data.image_size)
+        dataset = load_run_dataset(cfg.data, cfg.train.seed)
     if dataset.pretrain_images.shape[0] < needed:
         raise UserError(f"{warmup + steps} steps of batch {batch} need {needed} images; "
                         f"{cfg.data.dataset} has {dataset.pretrain_images.shape[0]}: use fewer "
                         "--steps or a smaller --batch-size")
     settings = ThroughputSettings(steps=steps, warmup=warmup, rounds=rounds, workers=workers)
-    device_name = _device_name(device)
+    device_name = device_label(device)
     peak = peak_tflops or (flops_mod.peak_tflops(device_name) if device.type == "cuda" else None)
     config = {"bench": "throughput", "settings": settings.__dict__, "random_data": random_data,
               "peak_tflops": peak, "run": cfg.to_dict()}
@@ -67,7 +65,7 @@ def run_throughput(cfg: RunConfig, *, steps: int, warmup: int, rounds: int, work
             counted = build_method(cfg, dataset.info.channels).to(device)
             small = replace_batch(cfg, min(batch, 8))
             views = prepare_views(small, dataset, device, 1)
-            flops_per_image = flops_mod.training_flops_per_image(counted, (views[0], views[1]))
+            flops_per_image = flops_mod.training_flops_per_image(counted, views)
             del counted, views
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
@@ -122,14 +120,12 @@ def run_time_to_accuracy(cfg: RunConfig, *, every_s: float, budget_s: float, db:
     """Pretrain ``cfg`` with linear probes every ``every_s`` training seconds (see
     :mod:`sslbench.bench.time_to_accuracy`); returns the curve."""
     from sslbench.bench.time_to_accuracy import Checkpoint, time_to_accuracy
-    from sslbench.data import load_dataset
-    from sslbench.runner import _device_name, recording
+    from sslbench.data import load_run_dataset
+    from sslbench.run.lifecycle import device_label, recording
     from sslbench.train.device import resolve_device
 
     device = resolve_device(cfg.train.gpus)
-    dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir, download=cfg.data.download,
-                           seed=cfg.train.seed, class_list=cfg.data.class_list,
-                           image_size=cfg.data.image_size)
+    dataset = load_run_dataset(cfg.data, cfg.train.seed)
     config = {"bench": "time-to-accuracy", "every_s": every_s, "budget_s": budget_s,
               "run": cfg.to_dict()}
     echo(f"time to accuracy of {cfg.method_name} / {cfg.model.backbone} (width "
@@ -138,7 +134,7 @@ def run_time_to_accuracy(cfg: RunConfig, *, every_s: float, budget_s: float, db:
     with Store.open(db, create=True) if record else _NoStore() as store:
         run_id = store.create_run(kind="bench", method=cfg.method_name, dataset=cfg.data.dataset,
                                   config=config, seed=cfg.train.seed,
-                                  backbone=cfg.model.backbone, device=_device_name(device))
+                                  backbone=cfg.model.backbone, device=device_label(device))
 
         def log(point: Checkpoint) -> None:
             echo(f"  {point.train_s:7.1f} s  step {point.step:6d}  linear top-1 "

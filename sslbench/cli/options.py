@@ -1,0 +1,24 @@
+"""Options and arguments shared by several commands, declared once (torch-free)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+DbOption = Annotated[str | None, typer.Option(
+    "--db", metavar="PATH|URL",
+    help="Results DB: a SQLite file or SQLAlchemy URL (default: $SSLBENCH_DB, else "
+         "./sslbench.sqlite).")]
+Overrides = Annotated[list[str] | None, typer.Argument(
+    help="Config overrides as dotted key=value, e.g. optimizer.lr=2e-3 method.ema_decay=0.996",
+    show_default=False)]
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
+DataDirOption = Annotated[str | None, typer.Option(
+    help="Root holding one folder per dataset [env SSLBENCH_DATA].")]
+DatasetOption = Annotated[str | None, typer.Option(help="Dataset [default fashion-mnist].")]
+GpusOption = Annotated[int | None, typer.Option(
+    help="0: CPU; 1: one GPU [default: a GPU if there is one].")]
+RunIdArg = Annotated[int, typer.Argument(help="Id of a completed pretrain run.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]

@@ -1,0 +1,72 @@
+"""The run configuration: its typed schema (:mod:`.schema`), parsing and validation
+(:mod:`.parse`) and label specs (:mod:`.labels`). Torch-free and registry-free, the bottom of the
+package; a method's full config is resolved against the registries in :mod:`sslbench.resolve`.
+"""
+
+from sslbench.config.labels import LabelSpec, parse_label_spec, parse_semi_spec
+from sslbench.config.parse import (
+    apply_dotted,
+    build_config,
+    check_bandwidth,
+    check_protocol,
+    flatten,
+    load_yaml_file,
+    parse_overrides,
+    to_yaml,
+    validate,
+)
+from sslbench.config.schema import (
+    DATASET_DEFAULTS,
+    EVAL_PROTOCOLS,
+    KDE_BANDWIDTH_RULES,
+    LAYER_PATTERN,
+    AugmentConfig,
+    DataConfig,
+    DiagnosticsConfig,
+    EvalConfig,
+    KnnConfig,
+    LinearEvalConfig,
+    ModelConfig,
+    OptimizerConfig,
+    RunConfig,
+    SemiSupervisedConfig,
+    SupervisedConfig,
+    TrainConfig,
+    ViewAugmentConfig,
+    ViewOverrides,
+    bounded,
+)
+
+__all__ = [
+    "DATASET_DEFAULTS",
+    "EVAL_PROTOCOLS",
+    "KDE_BANDWIDTH_RULES",
+    "LAYER_PATTERN",
+    "AugmentConfig",
+    "DataConfig",
+    "DiagnosticsConfig",
+    "EvalConfig",
+    "KnnConfig",
+    "LabelSpec",
+    "LinearEvalConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "RunConfig",
+    "SemiSupervisedConfig",
+    "SupervisedConfig",
+    "TrainConfig",
+    "ViewAugmentConfig",
+    "ViewOverrides",
+    "apply_dotted",
+    "bounded",
+    "build_config",
+    "check_bandwidth",
+    "check_protocol",
+    "flatten",
+    "load_yaml_file",
+    "parse_label_spec",
+    "parse_overrides",
+    "parse_semi_spec",
+    "to_yaml",
+    "validate",
+]
