@@ -30,6 +30,7 @@ _MODULES: dict[str, str] = {
     "barlow": "sslbench.methods.barlow",
     "vicreg": "sslbench.methods.vicreg",
     "swav": "sslbench.methods.swav",
+    "dino": "sslbench.methods.dino",
     "infomax": "sslbench.methods.infomax",
     "er": "sslbench.methods.er",
 }

@@ -44,6 +44,7 @@ SMALL = {
     "byol": ["method.predictor_hidden_dim=8"],
     "moco": ["method.queue_size=16", "method.symmetric=true"],
     "simsiam": ["method.predictor_hidden_dim=8"],
+    "dino": ["method.num_prototypes=6", "method.freeze_prototypes_steps=0"],
 }
 # Variants that exercise other state: (label, method, overrides).
 VARIANTS = [("swav-frozen-prototypes", "swav", ["method.num_prototypes=6"])]
