@@ -1,41 +1,87 @@
-"""Refresh the README's results section from results.sqlite.example (run from the repo root).
+"""Refresh the results shown in the documentation from results.sqlite.example.
 
-Writes the leaderboard and the sweep table between the README's `results` markers and the figures
-into docs/results/, exactly as `sslbench report` prints them.
+Writes, exactly as `sslbench report` prints them:
+
+- the leaderboard between the `results` markers of README.md (the README's one results table);
+- the sweep table, its parameter importance and the figures between the `results` markers of
+  docs/results.md, and the figures themselves into docs/results/.
+
+The reports read a temporary copy of the database, so results.sqlite.example is never written.
+Usage, from anywhere: `python scripts/readme_results.py` (the checkout's sslbench is used).
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
 DB = "results.sqlite.example"
+STUDY = "byol-fm"
+FIGURES = "docs/results"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
-def report(*args: str) -> str:
-    cmd = [sys.executable, "-m", "sslbench", "report", "--db", DB, *args]
-    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+def report(db: Path, *args: str) -> str:
+    """stdout of `sslbench report --db DB ARGS`, run from the checkout's root."""
+    cmd = [sys.executable, "-m", "sslbench", "report", "--db", str(db), *args]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+
+
+def command(*args: str) -> str:
+    """The command as a reader would type it, quoted for Markdown."""
+    return "`" + " ".join(["sslbench report --db", DB, *args]) + "`"
+
+
+def readme_block(db: Path) -> str:
+    board = report(db, "-f", "markdown").strip()
+    return (f"{command('-f', 'markdown')} (test top-1 in %):\n\n{board}\n\n"
+            "Sweep, figures and more runs: [docs/results.md](docs/results.md).")
+
+
+def results_block(db: Path) -> str:
+    sweep = report(db, "--sweep", STUDY, "-f", "markdown").strip()
+    report(db, "--plots", FIGURES)
+    report(db, "--sweep", STUDY, "--plots", FIGURES)
+    return "\n".join([
+        f"{command('--sweep', STUDY, '-f', 'markdown')}:",
+        "",
+        sweep,
+        "",
+        f"{command('--plots', FIGURES)}:",
+        "",
+        "![mean test top-1 by method and protocol](results/accuracy_by_method.png)",
+        "![pretraining loss per epoch](results/curve_loss.png)",
+        "![online kNN top-1 per epoch](results/curve_knn.png)",
+        "![per-channel std of the backbone's output per epoch](results/curve_collapse.png)",
+        "",
+        f"{command('--sweep', STUDY, '--plots', FIGURES)}:",
+        "",
+        "![sweep: objective against each parameter](results/sweep_params.png)",
+        "![sweep: parameter importance](results/sweep_importance.png)",
+    ])
+
+
+def replace_block(path: Path, block: str) -> None:
+    """Put `block` between the markers of `path` (which must hold them once)."""
+    text = path.read_text()
+    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
+    if len(pattern.findall(text)) != 1:
+        raise SystemExit(f"{path.relative_to(ROOT)} must hold the results markers exactly once")
+    path.write_text(pattern.sub(lambda _: f"{BEGIN}\n{block}\n{END}", text))
 
 
 def main() -> None:
-    board = report("-f", "markdown")
-    sweep = report("--sweep", "byol-fm", "-f", "markdown")
-    report("--plots", "docs/results")
-    report("--sweep", "byol-fm", "--plots", "docs/results")
-    block = (f"{BEGIN}\n`sslbench report --db {DB} -f markdown`:\n\n{board}\n"
-             f"`sslbench report --db {DB} --sweep byol-fm -f markdown`:\n\n{sweep}\n"
-             "![kNN top-1 per epoch](docs/results/curve_knn.png)\n"
-             "![sweep: objective against each parameter](docs/results/sweep_params.png)\n"
-             f"{END}")
-    readme = Path("README.md")
-    text = readme.read_text()
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-    if not pattern.search(text):
-        raise SystemExit("README.md has no results markers")
-    readme.write_text(pattern.sub(lambda _: block, text))
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "results.sqlite"
+        shutil.copyfile(ROOT / DB, db)
+        readme, results = readme_block(db), results_block(db)
+    replace_block(ROOT / "README.md", readme)
+    replace_block(ROOT / "docs" / "results.md", results)
 
 
 if __name__ == "__main__":
