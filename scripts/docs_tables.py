@@ -1,13 +1,14 @@
-"""Refresh the results shown in the documentation from results.sqlite.example.
+"""Refresh the generated tables of the documentation.
 
-Writes, exactly as `sslbench report` prints them:
+Writes, exactly as `sslbench methods --markdown` and `sslbench report` print them:
 
+- the methods table between the `methods` markers of README.md, from the method registry;
 - the leaderboard between the `results` markers of README.md (the README's one results table);
 - the sweep table, its parameter importance and the figures between the `results` markers of
   docs/results.md, and the figures themselves into docs/results/.
 
 The reports read a temporary copy of the database, so results.sqlite.example is never written.
-Usage, from anywhere: `python scripts/readme_results.py` (the checkout's sslbench is used).
+Usage, from anywhere: `python scripts/docs_tables.py` (the checkout's sslbench is used).
 """
 
 from __future__ import annotations
@@ -23,13 +24,21 @@ ROOT = Path(__file__).resolve().parents[1]
 DB = "results.sqlite.example"
 STUDY = "byol-fm"
 FIGURES = "docs/results"
-BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def sslbench(*args: str) -> str:
+    """stdout of `sslbench ARGS`, run from the checkout's root."""
+    cmd = [sys.executable, "-m", "sslbench", *args]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
 
 
 def report(db: Path, *args: str) -> str:
-    """stdout of `sslbench report --db DB ARGS`, run from the checkout's root."""
-    cmd = [sys.executable, "-m", "sslbench", "report", "--db", str(db), *args]
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    """stdout of `sslbench report --db DB ARGS`."""
+    return sslbench("report", "--db", str(db), *args)
+
+
+def methods_block() -> str:
+    return ("`sslbench methods --markdown`:\n\n" + sslbench("methods", "--markdown").strip())
 
 
 def command(*args: str) -> str:
@@ -66,13 +75,14 @@ def results_block(db: Path) -> str:
     ])
 
 
-def replace_block(path: Path, block: str) -> None:
-    """Put `block` between the markers of `path` (which must hold them once)."""
+def replace_block(path: Path, name: str, block: str) -> None:
+    """Put `block` between the `name` markers of `path` (which must hold them once)."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     text = path.read_text()
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
     if len(pattern.findall(text)) != 1:
-        raise SystemExit(f"{path.relative_to(ROOT)} must hold the results markers exactly once")
-    path.write_text(pattern.sub(lambda _: f"{BEGIN}\n{block}\n{END}", text))
+        raise SystemExit(f"{path.relative_to(ROOT)} must hold the {name} markers exactly once")
+    path.write_text(pattern.sub(lambda _: f"{begin}\n{block}\n{end}", text))
 
 
 def main() -> None:
@@ -80,8 +90,9 @@ def main() -> None:
         db = Path(tmp) / "results.sqlite"
         shutil.copyfile(ROOT / DB, db)
         readme, results = readme_block(db), results_block(db)
-    replace_block(ROOT / "README.md", readme)
-    replace_block(ROOT / "docs" / "results.md", results)
+    replace_block(ROOT / "README.md", "methods", methods_block())
+    replace_block(ROOT / "README.md", "results", readme)
+    replace_block(ROOT / "docs" / "results.md", "results", results)
 
 
 if __name__ == "__main__":
