@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from sslbench.config import RunConfig
-from sslbench.run.lifecycle import Echo
+from sslbench.run.lifecycle import Echo, create_run
 from sslbench.store import Store
 
 
@@ -57,9 +57,7 @@ def run_throughput(cfg: RunConfig, *, steps: int, warmup: int, rounds: int, work
          f"{cfg.data.dataset} ({dataset.source}), batch {batch}, {steps} timed steps "
          f"after {warmup}, {rounds} rounds, on {device_name}")
     with Store.open(db, create=True) if record else _NoStore() as store:
-        run_id = store.create_run(kind="bench", method=cfg.method_name, dataset=cfg.data.dataset,
-                                  config=config, seed=cfg.train.seed,
-                                  backbone=cfg.model.backbone, device=device_name)
+        run_id = create_run(store, cfg, "bench", device, config=config)
         with recording(store, run_id):
             seed_everything(cfg.train.seed)
             counted = build_method(cfg, dataset.info.channels).to(device)
@@ -121,7 +119,7 @@ def run_time_to_accuracy(cfg: RunConfig, *, every_s: float, budget_s: float, db:
     :mod:`sslbench.bench.time_to_accuracy`); returns the curve."""
     from sslbench.bench.time_to_accuracy import Checkpoint, time_to_accuracy
     from sslbench.data import load_run_dataset
-    from sslbench.run.lifecycle import device_label, recording
+    from sslbench.run.lifecycle import recording
     from sslbench.train.device import resolve_device
 
     device = resolve_device(cfg.train.gpus)
@@ -132,9 +130,7 @@ def run_time_to_accuracy(cfg: RunConfig, *, every_s: float, budget_s: float, db:
          f"{cfg.model.width}) on {cfg.data.dataset}: {cfg.train.epochs} epochs, batch "
          f"{cfg.train.batch_size}, probe every {every_s:.0f} s, budget {budget_s:.0f} s")
     with Store.open(db, create=True) if record else _NoStore() as store:
-        run_id = store.create_run(kind="bench", method=cfg.method_name, dataset=cfg.data.dataset,
-                                  config=config, seed=cfg.train.seed,
-                                  backbone=cfg.model.backbone, device=device_label(device))
+        run_id = create_run(store, cfg, "bench", device, config=config)
 
         def log(point: Checkpoint) -> None:
             echo(f"  {point.train_s:7.1f} s  step {point.step:6d}  linear top-1 "

@@ -170,3 +170,26 @@ def test_cli_help_does_not_import_torch(argv: list[str], repo: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stdout
     assert "Usage" in proc.stdout
+
+
+def test_pretrain_loads_the_data_once_and_builds_the_method_once(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sslbench.run.pretrain as run_pretrain
+
+    calls = {"load": 0, "build": 0}
+    real_load, real_build = run_pretrain.load_run_dataset, run_pretrain.build_method
+
+    def load(*args: object, **kwargs: object) -> object:
+        calls["load"] += 1
+        return real_load(*args, **kwargs)
+
+    def build(*args: object, **kwargs: object) -> object:
+        calls["build"] += 1
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(run_pretrain, "load_run_dataset", load)
+    monkeypatch.setattr(run_pretrain, "build_method", build)
+    db = str(workdir / "r.sqlite")
+    assert main(["pretrain", "simclr", "--dataset", "synthetic", "--db", db, "--quiet",
+                 "--eval", "linear,knn", "train.epochs=1"]) == 0
+    assert calls == {"load": 1, "build": 1}
