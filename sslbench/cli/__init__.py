@@ -30,6 +30,7 @@ def _register() -> None:
         datasets,
         db,
         evaluate,
+        export,
         methods,
         pretrain,
         report,

@@ -53,6 +53,14 @@ CATALOGUE: list[tuple[list[str], str]] = [
     (["resume", "4"], "cannot be read"),
     (["resume", "5"], "sweep"),
     (["resume", "99"], "99"),
+    # export: missing runs, runs without an encoder or a checkpoint, formats, output paths
+    (["export", "99"], "99"),
+    (["export", "3"], "pretrain run id"),
+    (["export", "2"], "no final checkpoint"),
+    (["export", "1", "--format", "torchvision"], "torchvision"),
+    (["export", "1", "--format", "onnx"], "onnx"),
+    (["export", "1", "--out", "{dir}/no/such/folder/e.safetensors"], "writable"),
+    (["export", "1", "--out", "{dir}"], "folder"),
     # runs, report, sweep
     (["runs", "show", "99"], "99"),
     (["runs", "compare", "1", "99"], "99"),
@@ -121,7 +129,7 @@ def test_the_catalogue_is_large() -> None:
     assert len(CATALOGUE) >= 25
     assert {argv[0] for argv, _ in CATALOGUE} >= {
         "pretrain", "linear-eval", "knn", "semi-supervised", "supervised", "resume", "runs",
-        "report", "sweep", "db"}
+        "report", "sweep", "db", "export"}
 
 
 @pytest.mark.parametrize(("argv", "needle"), CATALOGUE,
