@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("sslbench.run.evaluate",),
     ("sslbench.run", "sslbench.run.pretrain"),
     ("sslbench.report", "sslbench.sweep", "sslbench.bench", "sslbench.reproduce",
-     "sslbench.export"),
+     "sslbench.export", "sslbench.results"),
     ("sslbench.cli", "sslbench.__main__"),
     (ROOT,),
 ]

@@ -59,14 +59,14 @@ def list_runs(
     limit: Annotated[int | None, typer.Option(min=1, help="At most this many runs.")] = None,
 ) -> None:
     """List runs, newest first, with their headline metrics."""
-    from sslbench.store import RUN_KINDS, RUN_STATUSES, Store
+    from sslbench.results import find_runs, open_store
+    from sslbench.store import RUN_KINDS, RUN_STATUSES
 
     kind = _choice("--kind", kind and kind.lower(), RUN_KINDS)
     status = _choice("--status", status and status.upper(), RUN_STATUSES)
-    with Store.open(db, create=False) as store:
-        records = store.list_runs(
-            kind=kind, method=method, dataset=dataset, status=status, limit=limit
-        )
+    with open_store(db) as store:
+        records = find_runs(store, kind=kind, method=method, dataset=dataset, status=status,
+                            limit=limit)
     console = _console()
     console.print(_runs_table(records) if records else "no runs")
 

@@ -390,6 +390,8 @@ class Store:
         dataset: str | None = None,
         status: str | None = None,
         limit: int | None = None,
+        sweep_id: str | None = None,
+        parent_id: int | None = None,
     ) -> list[RunRecord]:
         """Runs matching every given filter, newest first, without their metric rows."""
         query = select(Run).order_by(Run.id.desc()).limit(limit)
@@ -398,6 +400,8 @@ class Store:
             (Run.method, method),
             (Run.dataset, dataset),
             (Run.status, status),
+            (Run.sweep_id, sweep_id),
+            (Run.parent_id, parent_id),
         ):
             if wanted is not None:
                 query = query.where(column == wanted)
