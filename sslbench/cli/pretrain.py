@@ -48,6 +48,9 @@ def pretrain_command(
     stop_on_collapse: Annotated[bool, typer.Option(
         "--stop-on-collapse", help="End the run (FAILED) when the representation collapses, "
                                    "instead of only warning.")] = False,
+    tensorboard: Annotated[str | None, typer.Option(
+        metavar="DIR", help="Write live TensorBoard curves (loss, kNN, diagnostics, learning rate) "
+        "into DIR/run<ID>-<method>-<dataset> (needs the 'tensorboard' extra).")] = None,
     db: DbOption = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the resolved config and exit.")] = False,
@@ -63,6 +66,7 @@ def pretrain_command(
         "train.procs": procs,
         "eval.protocols": None if evaluate is None else ("" if evaluate == "none" else evaluate),
         "eval.diagnostics.stop_on_collapse": True if stop_on_collapse else None,
+        "train.tensorboard": tensorboard,
     }
     cfg = resolve_config(method, config_file=config, flags=flags, overrides=overrides or [])
     if dry_run:

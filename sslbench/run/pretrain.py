@@ -15,6 +15,7 @@ worker and rank 0 records the run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import traceback
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sslbench import tensorboard
 from sslbench.config import RunConfig
 from sslbench.data import ImageDataset, load_run_dataset
 from sslbench.distributed import collectives
@@ -104,6 +106,7 @@ def run_pretrain(cfg: RunConfig, db: str | None, *, echo: Echo = print,
     check_protocol_inputs(cfg, dataset, method)
     resolve_db_url(db)  # a bad --db is bad input too: found before the output dir is made
     out_root = check_output_dir(cfg.train.output_dir)
+    _check_tensorboard(cfg)
     if plan is not None:
         return _launch_workers(cfg, db, plan, device, echo, show_progress)
     hooks = hooks or RunHooks()
@@ -112,6 +115,11 @@ def run_pretrain(cfg: RunConfig, db: str | None, *, echo: Echo = print,
                             sweep_id=hooks.sweep_id, trial_number=hooks.trial_number)
         ctx = RunContext(store, run_id, cfg, dataset, device, echo)
         return _start(ctx, method, out_root, show_progress, hooks)
+
+
+def _check_tensorboard(cfg: RunConfig) -> None:
+    if cfg.train.tensorboard is not None:
+        tensorboard.check_folder(cfg.train.tensorboard)
 
 
 def _check_batch(cfg: RunConfig, dataset: ImageDataset, world: int) -> None:
@@ -143,7 +151,7 @@ def _train_and_evaluate(ctx: RunContext, method: nn.Module, run_dir: Path, show_
                         hooks: RunHooks, resume_from: dict[str, Any] | None = None) -> None:
     """Train (from scratch or from ``resume_from``), record the outcome, run the protocols."""
     store, run_id = ctx.store, ctx.run_id
-    with StopSignals() as stop, recording(store, run_id):
+    with StopSignals() as stop, recording(store, run_id), _live_curves(ctx) as curves:
         run_dir.mkdir(parents=True, exist_ok=True)
         monitor = EpochMonitor(ctx, method)
 
@@ -152,6 +160,8 @@ def _train_and_evaluate(ctx: RunContext, method: nn.Module, run_dir: Path, show_
                 metrics = {**metrics, **monitor(epoch)}
             finally:  # a collapse that stops the run still records its epoch
                 store.log_metrics(run_id, metrics, step=step, epoch=epoch)
+                if curves is not None:
+                    curves.add(metrics, step)
             if hooks.on_epoch is not None:
                 hooks.on_epoch(epoch, metrics)
 
@@ -163,6 +173,21 @@ def _train_and_evaluate(ctx: RunContext, method: nn.Module, run_dir: Path, show_
     ctx.echo(f"run {run_id}: done in {result.seconds:.0f}s, final loss {result.final_loss:.4f}, "
              f"{result.images_per_s:.0f} img/s")
     run_protocols(ctx, method)
+    with _live_curves(ctx) as curves:
+        if curves is not None:
+            curves.add_tagged(tensorboard.evaluation_scalars(store.children(run_id)),
+                              result.steps)
+
+
+def _live_curves(ctx: RunContext) -> contextlib.AbstractContextManager[
+        tensorboard.ScalarWriter | None]:
+    """The run's TensorBoard writer with ``--tensorboard`` (the tags and steps of
+    `runs export-tensorboard`), else nothing."""
+    cfg = ctx.cfg
+    if cfg.train.tensorboard is None:
+        return contextlib.nullcontext()
+    return tensorboard.ScalarWriter(tensorboard.run_folder(
+        cfg.train.tensorboard, ctx.run_id, cfg.method_name, cfg.data.dataset))
 
 
 # -- distributed runs ------------------------------------------------------------------------
@@ -214,6 +239,7 @@ def _distributed_worker(config: dict[str, Any], db: str | None, run_id: int | No
         method = build_method(cfg, dataset.info.channels)
         if collectives.is_main():
             out_root = check_output_dir(cfg.train.output_dir)
+            _check_tensorboard(cfg)
             with Store.open(db, create=True) as store:
                 if run_id is None:
                     run_id = create_run(store, cfg, "pretrain", device, world=world)
@@ -263,6 +289,7 @@ def resume_pretrain(run_id: int, db: str | None, *, data_dir: str | None = None,
         if data_dir is not None:
             stored["data"] = {**stored["data"], "data_dir": data_dir}
         cfg = config_from_dict(stored)
+        _check_tensorboard(cfg)
         device = resolve_device(gpus if gpus is not None else cfg.train.gpus)
         state = load_checkpoint(checkpoint)
         check_resumable(state, checkpoint)

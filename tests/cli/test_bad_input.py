@@ -36,6 +36,7 @@ CATALOGUE: list[tuple[list[str], str]] = [
     (["pretrain", "simclr", "train.output_dir={dir}/a-file/runs"], "output dir"),
     (["pretrain", "simclr", "--db", "{dir}/no/such/folder/r.sqlite"], "does not exist"),
     (["pretrain", "simclr", "--db", "nosuchdriver://host/db"], "database"),
+    (["pretrain", "simclr", "--tensorboard", "{dir}/a-file/tb"], "TensorBoard folder"),
     # evaluations: missing runs, wrong kinds, runs without a (readable) checkpoint, label specs
     (["linear-eval", "99"], "99"),
     (["linear-eval", "3"], "pretrain run id"),
@@ -61,6 +62,7 @@ CATALOGUE: list[tuple[list[str], str]] = [
     (["export", "1", "--format", "onnx"], "onnx"),
     (["export", "1", "--out", "{dir}/no/such/folder/e.safetensors"], "writable"),
     (["export", "1", "--out", "{dir}"], "folder"),
+    (["runs", "export-tensorboard", "1", "99"], "99"),
     # runs, report, sweep
     (["runs", "show", "99"], "99"),
     (["runs", "compare", "1", "99"], "99"),
