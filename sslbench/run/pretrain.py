@@ -105,8 +105,8 @@ def run_pretrain(cfg: RunConfig, db: str | None, *, echo: Echo = print,
     method = build_method(cfg, dataset.info.channels)
     check_protocol_inputs(cfg, dataset, method)
     resolve_db_url(db)  # a bad --db is bad input too: found before the output dir is made
-    out_root = check_output_dir(cfg.train.output_dir)
     _check_tensorboard(cfg)
+    out_root = check_output_dir(cfg.train.output_dir)
     if plan is not None:
         return _launch_workers(cfg, db, plan, device, echo, show_progress)
     hooks = hooks or RunHooks()
