@@ -26,6 +26,7 @@ from sslbench.errors import UserError
 from sslbench.report.export import records
 from sslbench.report.table import Filters, Leaderboard, build_leaderboard, config_value, load_runs
 from sslbench.store import RunRecord, Store
+from sslbench.store.files import disk_usage, inventory
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,14 +74,24 @@ def leaderboard(store: Store, *, dataset: str | None = None,
                              sort=sort)
 
 
+def disk_usage_of(store: Store, run_ids: Iterable[int]) -> dict[int, int]:
+    """Bytes on disk of each run's files (its folder and its artifacts, as its row records
+    them; 0 when they are gone)."""
+    runs = inventory(store, list(run_ids))
+    return {run_id: disk_usage(run.paths) for run_id, run in runs.items()}
+
+
 # -- as DataFrames -------------------------------------------------------------------------------
 
 
 def runs_frame(store: Store, **filters: Any) -> pd.DataFrame:
     """:func:`find_runs` (same filters) as a DataFrame indexed by run id: the run's fields, its
-    config flattened into ``config.<dotted key>`` columns and its summary into ``summary.<key>``
-    columns (NaN where a run lacks the key)."""
-    return run_records_frame(find_runs(store, **filters))
+    config flattened into ``config.<dotted key>`` columns, its summary into ``summary.<key>``
+    columns (NaN where a run lacks the key) and ``disk_bytes``, what its files use."""
+    runs = find_runs(store, **filters)
+    frame = run_records_frame(runs)
+    frame["disk_bytes"] = frame.index.map(disk_usage_of(store, frame.index))
+    return frame
 
 
 def run_records_frame(runs: Iterable[RunRecord]) -> pd.DataFrame:

@@ -29,6 +29,7 @@ def _register() -> None:
         bench,
         datasets,
         db,
+        disk,
         evaluate,
         export,
         methods,

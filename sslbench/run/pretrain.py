@@ -55,10 +55,18 @@ from sslbench.run.lifecycle import (
 )
 from sslbench.run.monitor import EpochMonitor
 from sslbench.store import Store, resolve_db_url
-from sslbench.train.checkpoint import CHECKPOINT_NAME, check_resumable, load_checkpoint, position_of
+from sslbench.store.files import apply_removal, plan_removal
+from sslbench.train.checkpoint import (
+    CHECKPOINT_NAME,
+    check_resumable,
+    load_checkpoint,
+    load_method_state,
+    position_of,
+)
 from sslbench.train.device import resolve_device, seed_everything
 from sslbench.train.interrupt import StopSignals
 from sslbench.train.loop import pretrain
+from sslbench.train.retention import CheckpointKeeper
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +159,10 @@ def _train_and_evaluate(ctx: RunContext, method: nn.Module, run_dir: Path, show_
                         hooks: RunHooks, resume_from: dict[str, Any] | None = None) -> None:
     """Train (from scratch or from ``resume_from``), record the outcome, run the protocols."""
     store, run_id = ctx.store, ctx.run_id
+    done = store.get_run(run_id).metrics if resume_from is not None else []
+    keeper = CheckpointKeeper(ctx.cfg.train.keep_checkpoints,
+                              [(m.epoch, m.value) for m in done
+                               if m.key == "loss" and m.epoch is not None])
     with StopSignals() as stop, recording(store, run_id), _live_curves(ctx) as curves:
         run_dir.mkdir(parents=True, exist_ok=True)
         monitor = EpochMonitor(ctx, method)
@@ -166,8 +178,9 @@ def _train_and_evaluate(ctx: RunContext, method: nn.Module, run_dir: Path, show_
                 hooks.on_epoch(epoch, metrics)
 
         result = pretrain(ctx.cfg, ctx.dataset, method, ctx.device, run_dir, log_epoch,
-                          show_progress, resume_from=resume_from, stop=stop)
-        store.add_artifact(run_id, "checkpoint", result.checkpoint)
+                          show_progress, resume_from=resume_from, stop=stop,
+                          on_checkpoint=keeper)
+        _keep_checkpoints(ctx, method, keeper, result.checkpoint)
         store.update_summary(run_id, loss=result.final_loss, img_per_s=result.images_per_s,
                              train_s=result.seconds)
     ctx.echo(f"run {run_id}: done in {result.seconds:.0f}s, final loss {result.final_loss:.4f}, "
@@ -177,6 +190,22 @@ def _train_and_evaluate(ctx: RunContext, method: nn.Module, run_dir: Path, show_
         if curves is not None:
             curves.add_tagged(tensorboard.evaluation_scalars(store.children(run_id)),
                               result.steps)
+    if ctx.cfg.train.keep_checkpoints == "none-after-eval":
+        removal = plan_removal(store, strip=[run_id])
+        apply_removal(store, removal)
+        ctx.echo(f"run {run_id}: evaluated; removed its checkpoint "
+                 f"({removal.bytes / 2**20:.1f} MiB, train.keep_checkpoints=none-after-eval)")
+
+
+def _keep_checkpoints(ctx: RunContext, method: nn.Module, keeper: CheckpointKeeper,
+                      checkpoint: Path) -> None:
+    """Record the checkpoints ``train.keep_checkpoints`` keeps; with ``best``, the method takes
+    the best epoch's weights, which its evaluations then evaluate."""
+    for name, path in keeper.finish(checkpoint).items():
+        ctx.store.add_artifact(ctx.run_id, name, path)
+    if keeper.policy == "best" and keeper.best_epoch is not None:
+        load_method_state(method, load_checkpoint(checkpoint)["method"])
+        ctx.store.update_summary(ctx.run_id, checkpoint_epoch=keeper.best_epoch)
 
 
 def _live_curves(ctx: RunContext) -> contextlib.AbstractContextManager[

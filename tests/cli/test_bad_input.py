@@ -63,6 +63,10 @@ CATALOGUE: list[tuple[list[str], str]] = [
     (["export", "1", "--out", "{dir}/no/such/folder/e.safetensors"], "writable"),
     (["export", "1", "--out", "{dir}"], "folder"),
     (["runs", "export-tensorboard", "1", "99"], "99"),
+    (["runs", "delete", "1", "99"], "99"),
+    (["runs", "gc"], "--keep-best"),
+    (["runs", "gc", "--keep-best", "0"], "--keep-best"),
+    (["pretrain", "simclr", "train.keep_checkpoints=sometimes"], "keep_checkpoints"),
     # runs, report, sweep
     (["runs", "show", "99"], "99"),
     (["runs", "compare", "1", "99"], "99"),
