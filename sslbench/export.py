@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from sslbench.config import ModelConfig, RunConfig
-from sslbench.data.registry import get_info
+from sslbench.data.transfer import encoder_input
 from sslbench.errors import UserError
 from sslbench.models import build_backbone
 from sslbench.resolve import config_from_dict
@@ -132,8 +132,8 @@ def _encoder_from_run(run: RunRecord, method_state: dict[str, Any]) -> Encoder:
 
 def _input_of(cfg: RunConfig) -> dict[str, Any]:
     """The input the run's encoder was trained on: channels, side and normalisation."""
-    info = get_info(cfg.data.dataset)
-    return {"in_channels": info.channels, "image_size": cfg.data.image_size or info.image_size,
+    info = encoder_input(cfg.data)
+    return {"in_channels": info.channels, "image_size": info.image_size,
             "mean": list(info.mean), "std": list(info.std)}
 
 

@@ -12,6 +12,7 @@ from sslbench.cli.options import (
     DataDirOption,
     DatasetOption,
     DbOption,
+    EvalDatasetOption,
     GpusOption,
     Overrides,
     QuietOption,
@@ -96,6 +97,7 @@ def linear_eval_command(
                                        "recomputed every step [off].")] = None,
     layer: Annotated[str | None, typer.Option(
         help="Features of: backbone (default), stageN (an earlier stage) or projector.")] = None,
+    eval_dataset: EvalDatasetOption = None,
     data_dir: DataDirOption = None,
     gpus: GpusOption = None,
     db: DbOption = None,
@@ -107,7 +109,7 @@ def linear_eval_command(
               "batchnorm": batchnorm, "augment": augment, "layer": layer}
     overrides = {f"eval.linear.{k}": v for k, v in linear.items() if v is not None}
     evaluate_run(run_id, db, "linear", overrides=overrides, data_dir=data_dir, gpus=gpus,
-                 echo=typer.echo)
+                 echo=typer.echo, eval_dataset=eval_dataset)
 
 
 @app.command("resume")

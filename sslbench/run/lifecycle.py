@@ -36,9 +36,13 @@ class RunContext:
     dataset: ImageDataset
     device: torch.device
     echo: Echo = print
+    # an evaluation on another dataset than the pretraining's: what was adapted (data/transfer)
+    transfer: dict[str, Any] | None = None
 
     def create_child(self, kind: str, config: dict[str, Any]) -> int:
         """Record an evaluation of this run (RUNNING) as its child; the child's id."""
+        if self.transfer is not None:
+            config = {**config, "transfer": self.transfer}
         return create_run(self.store, self.cfg, kind, self.device, config=config,
                           parent_id=self.run_id)
 

@@ -44,6 +44,7 @@ CATALOGUE: list[tuple[list[str], str]] = [
     (["linear-eval", "1", "--layer", "stage9"], "stage9"),
     (["knn", "1", "--k", "0"], "k"),
     (["knn", "4"], "no final checkpoint"),
+    (["knn", "1", "--eval-dataset", "imagenet"], "imagenet"),
     (["semi-supervised", "1", "--labels", "0%"], "0%"),
     (["semi-supervised", "1", "--labels", "150%"], "150%"),
     (["supervised", "--labels", "lots", "--dataset", "synthetic"], "lots"),
