@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sslbench.errors import UserError
+from sslbench.paths import writable_folder
 
 _DIAGNOSTICS = ("collapse", "rankme", "alignment", "uniformity", "infonce", "entropy", "er_",
                 "ib_")
@@ -55,16 +56,8 @@ def check_available() -> None:
 def check_folder(root: str | os.PathLike[str]) -> Path:
     """``root`` made (if needed) and writable, with the package available; else a UserError."""
     check_available()
-    path = Path(root).expanduser().absolute()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create TensorBoard folder {str(path)!r} ({exc.strerror}); "
-                        "pass a writable folder") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise UserError(f"TensorBoard folder {str(path)!r} is not writable; pass a writable "
-                        "folder")
-    return path
+    return writable_folder(Path(root).expanduser().absolute(), "TensorBoard folder",
+                           "pass a writable folder")
 
 
 class ScalarWriter:

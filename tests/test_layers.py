@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = "sslbench"
 LAYERS: list[tuple[str, ...]] = [
     ("sslbench.version", "sslbench.errors", "sslbench.formatting", "sslbench.canonical",
-     "sslbench.seeds", "sslbench.provenance", "sslbench.tensorboard"),
+     "sslbench.seeds", "sslbench.provenance", "sslbench.paths", "sslbench.tensorboard"),
     ("sslbench.config",),
     ("sslbench.store",),
     ("sslbench.data",),
