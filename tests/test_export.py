@@ -136,6 +136,7 @@ def test_export_refuses_what_does_not_fit(tmp_path: Path,
                                                           "runs"]
 
 
+@pytest.mark.multiprocess
 def test_importing_the_package_root_stays_light(repo: Path) -> None:
     code = ("import sys, sslbench, sslbench.config\n"
             "print(sorted(m for m in ('torch', 'sslbench.export') if m in sys.modules))")
