@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import sslbench
+from sslbench.version import __version__
 
 VERSIONED_PACKAGES = ("sslbench", "torch", "torchvision", "numpy", "sqlalchemy")
 GIT_TIMEOUT_S = 5.0
@@ -27,7 +27,7 @@ def collect_provenance() -> dict[str, Any]:
     current directory's (the experiment's repository).
     """
     git_commit, git_dirty = None, None
-    for where in (Path(sslbench.__file__).resolve().parent, Path.cwd()):
+    for where in (Path(__file__).resolve().parent, Path.cwd()):
         git_commit, git_dirty = git_state(where)
         if git_commit is not None:
             break
@@ -58,7 +58,7 @@ def package_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     if versions["sslbench"] is None:  # running from a source tree that was never installed
-        versions["sslbench"] = sslbench.__version__
+        versions["sslbench"] = __version__
     return versions
 
 

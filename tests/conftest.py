@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from glob import glob
 from pathlib import Path
 
@@ -116,3 +116,45 @@ def pg_server() -> Iterator[str]:
             _run([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], as_user)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+# -- runs with a real checkpoint, without training (export, disk and transfer tests) ---------
+
+
+@pytest.fixture
+def trained_run() -> Callable[..., int]:
+    """``trained_run(db, out_dir, method="simclr", dataset="synthetic", **overrides)``: records a
+    COMPLETED pretrain run whose checkpoint (in ``out_dir/<id>/``) holds a freshly initialised
+    method with non-trivial BatchNorm statistics, as `sslbench pretrain` would lay it out; its id.
+    """
+
+    def make(db: str, out_dir: Path, method: str = "simclr", dataset: str = "synthetic",
+             **overrides: object) -> int:
+        import torch
+
+        from sslbench.data import get_info
+        from sslbench.methods import build_method
+        from sslbench.resolve import resolve_config
+        from sslbench.store import Store
+        from sslbench.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
+
+        cfg = resolve_config(method, flags={"data.dataset": dataset, **overrides})
+        torch.manual_seed(0)
+        model = build_method(cfg, get_info(dataset).channels)
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):  # so that eval mode matters
+                module.running_mean.normal_()
+                module.running_var.uniform_(0.5, 2.0)
+        with Store.open(db) as store:
+            run_id = store.create_run(kind="pretrain", method=method, dataset=dataset,
+                                      config=cfg.to_dict(), seed=cfg.train.seed,
+                                      backbone=cfg.model.backbone)
+            run_dir = out_dir / str(run_id)
+            run_dir.mkdir(parents=True)
+            save_checkpoint(run_dir / CHECKPOINT_NAME, {"format": 2, "method": model.state_dict()})
+            store.set_run_dir(run_id, run_dir)
+            store.add_artifact(run_id, "checkpoint", run_dir / CHECKPOINT_NAME)
+            store.finish_run(run_id, "COMPLETED")
+        return run_id
+
+    return make

@@ -7,10 +7,12 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-# Lowest first; a module belongs to the layer of the longest prefix that names it.
+# Lowest first; a module belongs to the layer of the longest prefix that names it. The package
+# root is the exception: it names itself only (it is the Python API's facade, on top of it all).
+ROOT = "sslbench"
 LAYERS: list[tuple[str, ...]] = [
-    ("sslbench", "sslbench.errors", "sslbench.formatting", "sslbench.canonical",
-     "sslbench.seeds", "sslbench.provenance"),
+    ("sslbench.version", "sslbench.errors", "sslbench.formatting", "sslbench.canonical",
+     "sslbench.seeds", "sslbench.provenance", "sslbench.paths", "sslbench.tensorboard"),
     ("sslbench.config",),
     ("sslbench.store",),
     ("sslbench.data",),
@@ -23,8 +25,10 @@ LAYERS: list[tuple[str, ...]] = [
     ("sslbench.run.monitor",),
     ("sslbench.run.evaluate",),
     ("sslbench.run", "sslbench.run.pretrain"),
-    ("sslbench.report", "sslbench.sweep", "sslbench.bench", "sslbench.reproduce"),
+    ("sslbench.report", "sslbench.sweep", "sslbench.bench", "sslbench.reproduce",
+     "sslbench.export", "sslbench.results"),
     ("sslbench.cli", "sslbench.__main__"),
+    (ROOT,),
 ]
 PACKAGE = Path(__file__).parents[1] / "sslbench"
 
@@ -43,7 +47,8 @@ def layer_of(module: str) -> int:
     best, level = "", -1
     for i, prefixes in enumerate(LAYERS):
         for prefix in prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > len(best):
+            inside = module.startswith(prefix + ".") and prefix != ROOT
+            if (module == prefix or inside) and len(prefix) > len(best):
                 best, level = prefix, i
     assert level >= 0, f"{module} is in no layer: add it to LAYERS (and docs/architecture.md)"
     return level

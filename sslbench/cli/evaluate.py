@@ -11,6 +11,7 @@ from sslbench.cli.options import (
     DataDirOption,
     DatasetOption,
     DbOption,
+    EvalDatasetOption,
     GpusOption,
     Overrides,
     RunIdArg,
@@ -38,6 +39,7 @@ def knn_command(
         help="Temperature T of the vote weights exp(s/T) [0.1].")] = None,
     layer: Annotated[str | None, typer.Option(
         help="Features of: backbone (default), stageN (an earlier stage) or projector.")] = None,
+    eval_dataset: EvalDatasetOption = None,
     data_dir: DataDirOption = None,
     gpus: GpusOption = None,
     db: DbOption = None,
@@ -47,7 +49,7 @@ def knn_command(
 
     overrides = _set("eval.knn", {"k": k, "temperature": temperature, "layer": layer})
     evaluate_run(run_id, db, "knn", overrides=overrides, data_dir=data_dir, gpus=gpus,
-                 echo=typer.echo)
+                 echo=typer.echo, eval_dataset=eval_dataset)
 
 
 @app.command("semi-supervised")
@@ -59,6 +61,7 @@ def semi_supervised_command(
     batch_size: Annotated[int | None, typer.Option(help="Fine-tuning batch size [128].")] = None,
     split_seed: SplitSeed = None,
     augment: Augment = None,
+    eval_dataset: EvalDatasetOption = None,
     data_dir: DataDirOption = None,
     gpus: GpusOption = None,
     db: DbOption = None,
@@ -75,7 +78,7 @@ def semi_supervised_command(
     overrides = _set("eval.semi", {"steps": steps, "lr": lr, "batch_size": batch_size,
                                    "split_seed": split_seed, "augment": augment})
     evaluate_run(run_id, db, f"semi:{spec}", overrides=overrides, data_dir=data_dir, gpus=gpus,
-                 echo=typer.echo)
+                 echo=typer.echo, eval_dataset=eval_dataset)
 
 
 @app.command("supervised")

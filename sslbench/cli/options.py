@@ -22,3 +22,6 @@ GpusOption = Annotated[int | None, typer.Option(
     help="0: CPU; 1: one GPU [default: a GPU if there is one].")]
 RunIdArg = Annotated[int, typer.Argument(help="Id of a completed pretrain run.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+EvalDatasetOption = Annotated[str | None, typer.Option(
+    metavar="NAME", help="Probe the encoder on this dataset instead of its pretraining one "
+    "(transfer: channels and size adapted, both datasets recorded).")]

@@ -12,6 +12,7 @@ from sslbench.cli.options import (
     DataDirOption,
     DatasetOption,
     DbOption,
+    EvalDatasetOption,
     GpusOption,
     Overrides,
     QuietOption,
@@ -48,6 +49,9 @@ def pretrain_command(
     stop_on_collapse: Annotated[bool, typer.Option(
         "--stop-on-collapse", help="End the run (FAILED) when the representation collapses, "
                                    "instead of only warning.")] = False,
+    tensorboard: Annotated[str | None, typer.Option(
+        metavar="DIR", help="Write live TensorBoard curves (loss, kNN, diagnostics, learning rate) "
+        "into DIR/run<ID>-<method>-<dataset> (needs the 'tensorboard' extra).")] = None,
     db: DbOption = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the resolved config and exit.")] = False,
@@ -63,6 +67,7 @@ def pretrain_command(
         "train.procs": procs,
         "eval.protocols": None if evaluate is None else ("" if evaluate == "none" else evaluate),
         "eval.diagnostics.stop_on_collapse": True if stop_on_collapse else None,
+        "train.tensorboard": tensorboard,
     }
     cfg = resolve_config(method, config_file=config, flags=flags, overrides=overrides or [])
     if dry_run:
@@ -92,6 +97,7 @@ def linear_eval_command(
                                        "recomputed every step [off].")] = None,
     layer: Annotated[str | None, typer.Option(
         help="Features of: backbone (default), stageN (an earlier stage) or projector.")] = None,
+    eval_dataset: EvalDatasetOption = None,
     data_dir: DataDirOption = None,
     gpus: GpusOption = None,
     db: DbOption = None,
@@ -103,7 +109,7 @@ def linear_eval_command(
               "batchnorm": batchnorm, "augment": augment, "layer": layer}
     overrides = {f"eval.linear.{k}": v for k, v in linear.items() if v is not None}
     evaluate_run(run_id, db, "linear", overrides=overrides, data_dir=data_dir, gpus=gpus,
-                 echo=typer.echo)
+                 echo=typer.echo, eval_dataset=eval_dataset)
 
 
 @app.command("resume")

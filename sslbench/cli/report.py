@@ -47,8 +47,9 @@ def report_command(
 ) -> None:
     """Leaderboard: a row per method (or group), best and mean ± std per evaluation protocol."""
     from sslbench.report.export import FORMATS, render, to_rich
-    from sslbench.report.table import Filters, build_leaderboard, load_runs, parse_date
-    from sslbench.store import RUN_STATUSES, Store
+    from sslbench.report.table import parse_date
+    from sslbench.results import leaderboard, open_store
+    from sslbench.store import RUN_STATUSES
 
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -60,25 +61,23 @@ def report_command(
         raise UserError(f"--status {status!r}: choose one of "
                         f"{', '.join(s.lower() for s in RUN_STATUSES)} or any")
     protocols = [p.strip() for p in protocol.split(",") if p.strip()] if protocol else None
-    filters = Filters(
-        dataset=dataset,
-        method=tuple(m.strip() for m in method.split(",") if m.strip()) if method else None,
-        backbone=backbone, sweep=sweep, status=wanted_status,
-        since=parse_date(since, "--since") if since else None,
-        until=parse_date(until, "--until") if until else None,
-    )
-    with Store.open(db, create=False) as store:
-        runs = load_runs(store, filters)
-        board = build_leaderboard(runs, group_by=group_by or (), protocols=protocols, sort=sort)
+    with open_store(db) as store:
+        board = leaderboard(
+            store, dataset=dataset,
+            method=[m.strip() for m in method.split(",") if m.strip()] if method else None,
+            backbone=backbone, status=wanted_status,
+            since=parse_date(since, "--since") if since else None,
+            until=parse_date(until, "--until") if until else None,
+            group_by=group_by or (), protocols=protocols, sort=sort)
         if plots is not None:
             from sslbench.report.plots import write_plots
 
-            written = write_plots(store, board, plots) if runs else {}
+            written = write_plots(store, board, plots) if board.groups else {}
             for name, series in written.items():
                 typer.echo(f"wrote {plots / name} ({series} series)", err=True)
 
     if fmt == "table":
-        if not runs:
+        if not board.groups:
             typer.echo("no runs match (see `sslbench runs list`)")
             return
         from rich.console import Console

@@ -58,17 +58,18 @@ def list_runs(
     ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="At most this many runs.")] = None,
 ) -> None:
-    """List runs, newest first, with their headline metrics."""
-    from sslbench.store import RUN_KINDS, RUN_STATUSES, Store
+    """List runs, newest first, with their headline metrics and the disk their files use."""
+    from sslbench.results import disk_usage_of, find_runs, open_store
+    from sslbench.store import RUN_KINDS, RUN_STATUSES
 
     kind = _choice("--kind", kind and kind.lower(), RUN_KINDS)
     status = _choice("--status", status and status.upper(), RUN_STATUSES)
-    with Store.open(db, create=False) as store:
-        records = store.list_runs(
-            kind=kind, method=method, dataset=dataset, status=status, limit=limit
-        )
+    with open_store(db) as store:
+        records = find_runs(store, kind=kind, method=method, dataset=dataset, status=status,
+                            limit=limit)
+        usage = disk_usage_of(store, [r.id for r in records])
     console = _console()
-    console.print(_runs_table(records) if records else "no runs")
+    console.print(_runs_table(records, usage) if records else "no runs")
 
 
 @runs_app.command("show")
@@ -240,7 +241,7 @@ def _table(*columns: str, numeric: Collection[str] = ()) -> Table:
     return table
 
 
-def _runs_table(records: Sequence[RunRecord]) -> Table:
+def _runs_table(records: Sequence[RunRecord], usage: dict[int, int]) -> Table:
     metrics = headline_keys(records)
     table = _table(
         "id",
@@ -252,7 +253,8 @@ def _runs_table(records: Sequence[RunRecord]) -> Table:
         *metrics,
         "duration",
         "started",
-        numeric=("id", "parent", *metrics, "duration"),
+        "disk",
+        numeric=("id", "parent", *metrics, "duration", "disk"),
     )
     for record in records:
         table.add_row(
@@ -268,6 +270,7 @@ def _runs_table(records: Sequence[RunRecord]) -> Table:
             ),
             format_duration(record.duration_s),
             format_time(record.started_at),
+            format_size(usage[record.id]) if usage.get(record.id) else "-",
         )
     return table
 

@@ -152,6 +152,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile the method's training step (first steps are slower)
     log_every: int = bounded(50, lo=1)  # steps between progress updates (no per-step host syncs)
     output_dir: str = "runs"  # checkpoints go to OUTPUT_DIR/<run id>/
+    # which checkpoints stay on disk once the run is done (see sslbench.train.retention)
+    keep_checkpoints: Literal["last", "best", "all", "none-after-eval"] = "last"
+    tensorboard: str | None = None  # live TensorBoard curves in TENSORBOARD/run<id>-.../
 
 
 @dataclass

@@ -141,7 +141,13 @@ def config_value(config: dict[str, Any], dotted: str) -> Any:
 
 
 def protocol_of(kind: str, config: dict[str, Any]) -> str | None:
-    """The leaderboard column of an evaluation run, from its kind and config."""
+    """The leaderboard column of an evaluation run, from its kind and config; an evaluation on
+    another dataset than the pretraining's (transfer) is a column of its own, ``linear@cifar10``.
+    """
+    transfer = config.get("transfer")
+    if isinstance(transfer, dict):
+        own = protocol_of(kind, {k: v for k, v in config.items() if k != "transfer"})
+        return None if own is None else f"{own}@{transfer.get('eval_dataset')}"
     if kind == "linear":
         return "linear" if config.get("train_subset") in (None, "all") else None
     if kind == "knn":

@@ -15,9 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from sslbench.config import LabelSpec, RunConfig, apply_dotted, parse_semi_spec
+from sslbench.config import DataConfig, LabelSpec, RunConfig, apply_dotted, parse_semi_spec
 from sslbench.data import ImageDataset, load_run_dataset
 from sslbench.data.augment import BatchAugment
+from sslbench.data.transfer import adapt_dataset, encoder_input
 from sslbench.errors import UserError
 from sslbench.eval.features import extract_features
 from sslbench.eval.finetune import FinetuneSettings, LightAugment, finetune
@@ -27,7 +28,7 @@ from sslbench.eval.linear import AugmentedFeatures, linear_probe
 from sslbench.eval.subsets import LabelSubset, label_subset
 from sslbench.methods import build_method
 from sslbench.models import build_backbone
-from sslbench.resolve import config_from_dict
+from sslbench.resolve import check_dataset, config_from_dict
 from sslbench.run.lifecycle import Echo, RunContext, create_run, recording
 from sslbench.store import Store
 from sslbench.train.checkpoint import load_checkpoint, load_method_state
@@ -208,12 +209,17 @@ def check_protocol_inputs(cfg: RunConfig, dataset: ImageDataset, method: nn.Modu
 
 def evaluate_run(run_id: int, db: str | None, protocol: str, *,
                  overrides: dict[str, Any] | None = None, data_dir: str | None = None,
-                 gpus: int | None = None, echo: Echo = print) -> int:
+                 gpus: int | None = None, echo: Echo = print,
+                 eval_dataset: str | None = None) -> int:
     """Run one ``protocol`` (linear, knn, semi:SPEC) on a COMPLETED pretrain run; the child id.
 
     ``overrides`` are dotted config keys (e.g. ``{"eval.knn.k": 20}``) applied to the stored
-    config; everything is validated before anything is written.
+    config; everything is validated before anything is written. ``eval_dataset``: probe the
+    encoder on this dataset instead of its pretraining one (transfer; see
+    :mod:`sslbench.data.transfer`), recorded in the child's config.
     """
+    if eval_dataset is not None:
+        check_dataset(eval_dataset)
     with Store.open(db, create=False) as store:
         run = store.get_run(run_id)
         if run.kind != "pretrain":
@@ -229,15 +235,32 @@ def evaluate_run(run_id: int, db: str | None, protocol: str, *,
         cfg = config_from_dict(apply_dotted(stored, {**(overrides or {}),
                                                      "eval.protocols": [protocol]}))
         device = resolve_device(gpus if gpus is not None else cfg.train.gpus)
-        dataset = load_run_dataset(cfg.data, cfg.train.seed)
+        transfer = None
+        if eval_dataset is not None and eval_dataset != cfg.data.dataset:
+            cfg, dataset, transfer = _transfer(cfg, eval_dataset, data_dir)
+            echo(f"run {run_id}: evaluating its {transfer['pretrain_dataset']} encoder on "
+                 f"{eval_dataset}: channels {transfer['channels']}, {transfer['image_size']}")
+        else:
+            dataset = load_run_dataset(cfg.data, cfg.train.seed)
         state = load_checkpoint(checkpoints[-1].path)
         method = build_method(cfg, dataset.info.channels)
         load_method_state(method, state["method"])
         method.to(device)
         check_protocol_inputs(cfg, dataset, method)
-        ctx = RunContext(store, run_id, cfg, dataset, device, echo)
+        ctx = RunContext(store, run_id, cfg, dataset, device, echo, transfer)
         (child,) = run_protocols(ctx, method)
         return child
+
+
+def _transfer(cfg: RunConfig, name: str, data_dir: str | None
+              ) -> tuple[RunConfig, ImageDataset, dict[str, Any]]:
+    """The config and data of an evaluation on dataset ``name`` (from the pretraining's data
+    root unless ``data_dir``), adapted to the input of the encoder ``cfg`` pretrained."""
+    data = DataConfig(dataset=name, data_dir=data_dir or cfg.data.data_dir,
+                      download=cfg.data.download)
+    target = load_run_dataset(data, cfg.train.seed)
+    adapted, transfer = adapt_dataset(target, encoder_input(cfg.data))
+    return dataclasses.replace(cfg, data=data), adapted, transfer
 
 
 # -- the supervised-from-scratch baseline ------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from sslbench.config import RunConfig
 from sslbench.data import ImageDataset
 from sslbench.distributed.launch import backend_for
 from sslbench.errors import RunFailure, RunKilled, RunPruned, UserError
+from sslbench.paths import writable_folder
 from sslbench.store import Store
 
 Echo = Callable[[str], None]
@@ -36,9 +36,13 @@ class RunContext:
     dataset: ImageDataset
     device: torch.device
     echo: Echo = print
+    # an evaluation on another dataset than the pretraining's: what was adapted (data/transfer)
+    transfer: dict[str, Any] | None = None
 
     def create_child(self, kind: str, config: dict[str, Any]) -> int:
         """Record an evaluation of this run (RUNNING) as its child; the child's id."""
+        if self.transfer is not None:
+            config = {**config, "transfer": self.transfer}
         return create_run(self.store, self.cfg, kind, self.device, config=config,
                           parent_id=self.run_id)
 
@@ -97,13 +101,5 @@ def recording(store: Store, run_id: int) -> Iterator[None]:
 
 def check_output_dir(path: str) -> Path:
     """The checkpoint root ``train.output_dir``, created and writable, or a UserError."""
-    root = Path(path).expanduser().resolve()
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create output dir {str(root)!r} ({exc.strerror}); "
-                        "pass train.output_dir=DIR with a writable folder") from None
-    if not os.access(root, os.W_OK | os.X_OK):
-        raise UserError(f"output dir {str(root)!r} is not writable; "
-                        "pass train.output_dir=DIR with a writable folder")
-    return root
+    return writable_folder(Path(path).expanduser().resolve(), "output dir",
+                           "pass train.output_dir=DIR with a writable folder")

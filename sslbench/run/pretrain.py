@@ -15,6 +15,7 @@ worker and rank 0 records the run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import traceback
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sslbench import tensorboard
 from sslbench.config import RunConfig
 from sslbench.data import ImageDataset, load_run_dataset
 from sslbench.distributed import collectives
@@ -53,10 +55,18 @@ from sslbench.run.lifecycle import (
 )
 from sslbench.run.monitor import EpochMonitor
 from sslbench.store import Store, resolve_db_url
-from sslbench.train.checkpoint import CHECKPOINT_NAME, check_resumable, load_checkpoint, position_of
+from sslbench.store.files import apply_removal, plan_removal
+from sslbench.train.checkpoint import (
+    CHECKPOINT_NAME,
+    check_resumable,
+    load_checkpoint,
+    load_method_state,
+    position_of,
+)
 from sslbench.train.device import resolve_device, seed_everything
 from sslbench.train.interrupt import StopSignals
 from sslbench.train.loop import pretrain
+from sslbench.train.retention import CheckpointKeeper
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +113,7 @@ def run_pretrain(cfg: RunConfig, db: str | None, *, echo: Echo = print,
     method = build_method(cfg, dataset.info.channels)
     check_protocol_inputs(cfg, dataset, method)
     resolve_db_url(db)  # a bad --db is bad input too: found before the output dir is made
+    _check_tensorboard(cfg)
     out_root = check_output_dir(cfg.train.output_dir)
     if plan is not None:
         return _launch_workers(cfg, db, plan, device, echo, show_progress)
@@ -112,6 +123,11 @@ def run_pretrain(cfg: RunConfig, db: str | None, *, echo: Echo = print,
                             sweep_id=hooks.sweep_id, trial_number=hooks.trial_number)
         ctx = RunContext(store, run_id, cfg, dataset, device, echo)
         return _start(ctx, method, out_root, show_progress, hooks)
+
+
+def _check_tensorboard(cfg: RunConfig) -> None:
+    if cfg.train.tensorboard is not None:
+        tensorboard.check_folder(cfg.train.tensorboard)
 
 
 def _check_batch(cfg: RunConfig, dataset: ImageDataset, world: int) -> None:
@@ -143,7 +159,11 @@ def _train_and_evaluate(ctx: RunContext, method: nn.Module, run_dir: Path, show_
                         hooks: RunHooks, resume_from: dict[str, Any] | None = None) -> None:
     """Train (from scratch or from ``resume_from``), record the outcome, run the protocols."""
     store, run_id = ctx.store, ctx.run_id
-    with StopSignals() as stop, recording(store, run_id):
+    done = store.get_run(run_id).metrics if resume_from is not None else []
+    keeper = CheckpointKeeper(ctx.cfg.train.keep_checkpoints,
+                              [(m.epoch, m.value) for m in done
+                               if m.key == "loss" and m.epoch is not None])
+    with StopSignals() as stop, recording(store, run_id), _live_curves(ctx) as curves:
         run_dir.mkdir(parents=True, exist_ok=True)
         monitor = EpochMonitor(ctx, method)
 
@@ -152,17 +172,51 @@ def _train_and_evaluate(ctx: RunContext, method: nn.Module, run_dir: Path, show_
                 metrics = {**metrics, **monitor(epoch)}
             finally:  # a collapse that stops the run still records its epoch
                 store.log_metrics(run_id, metrics, step=step, epoch=epoch)
+                if curves is not None:
+                    curves.add(metrics, step)
             if hooks.on_epoch is not None:
                 hooks.on_epoch(epoch, metrics)
 
         result = pretrain(ctx.cfg, ctx.dataset, method, ctx.device, run_dir, log_epoch,
-                          show_progress, resume_from=resume_from, stop=stop)
-        store.add_artifact(run_id, "checkpoint", result.checkpoint)
+                          show_progress, resume_from=resume_from, stop=stop,
+                          on_checkpoint=keeper)
+        _keep_checkpoints(ctx, method, keeper, result.checkpoint)
         store.update_summary(run_id, loss=result.final_loss, img_per_s=result.images_per_s,
                              train_s=result.seconds)
     ctx.echo(f"run {run_id}: done in {result.seconds:.0f}s, final loss {result.final_loss:.4f}, "
              f"{result.images_per_s:.0f} img/s")
     run_protocols(ctx, method)
+    with _live_curves(ctx) as curves:
+        if curves is not None:
+            curves.add_tagged(tensorboard.evaluation_scalars(store.children(run_id)),
+                              result.steps)
+    if ctx.cfg.train.keep_checkpoints == "none-after-eval":
+        removal = plan_removal(store, strip=[run_id])
+        apply_removal(store, removal)
+        ctx.echo(f"run {run_id}: evaluated; removed its checkpoint "
+                 f"({removal.bytes / 2**20:.1f} MiB, train.keep_checkpoints=none-after-eval)")
+
+
+def _keep_checkpoints(ctx: RunContext, method: nn.Module, keeper: CheckpointKeeper,
+                      checkpoint: Path) -> None:
+    """Record the checkpoints ``train.keep_checkpoints`` keeps; with ``best``, the method takes
+    the best epoch's weights, which its evaluations then evaluate."""
+    for name, path in keeper.finish(checkpoint).items():
+        ctx.store.add_artifact(ctx.run_id, name, path)
+    if keeper.policy == "best" and keeper.best_epoch is not None:
+        load_method_state(method, load_checkpoint(checkpoint)["method"])
+        ctx.store.update_summary(ctx.run_id, checkpoint_epoch=keeper.best_epoch)
+
+
+def _live_curves(ctx: RunContext) -> contextlib.AbstractContextManager[
+        tensorboard.ScalarWriter | None]:
+    """The run's TensorBoard writer with ``--tensorboard`` (the tags and steps of
+    `runs export-tensorboard`), else nothing."""
+    cfg = ctx.cfg
+    if cfg.train.tensorboard is None:
+        return contextlib.nullcontext()
+    return tensorboard.ScalarWriter(tensorboard.run_folder(
+        cfg.train.tensorboard, ctx.run_id, cfg.method_name, cfg.data.dataset))
 
 
 # -- distributed runs ------------------------------------------------------------------------
@@ -214,6 +268,7 @@ def _distributed_worker(config: dict[str, Any], db: str | None, run_id: int | No
         method = build_method(cfg, dataset.info.channels)
         if collectives.is_main():
             out_root = check_output_dir(cfg.train.output_dir)
+            _check_tensorboard(cfg)
             with Store.open(db, create=True) as store:
                 if run_id is None:
                     run_id = create_run(store, cfg, "pretrain", device, world=world)
@@ -263,6 +318,7 @@ def resume_pretrain(run_id: int, db: str | None, *, data_dir: str | None = None,
         if data_dir is not None:
             stored["data"] = {**stored["data"], "data_dir": data_dir}
         cfg = config_from_dict(stored)
+        _check_tensorboard(cfg)
         device = resolve_device(gpus if gpus is not None else cfg.train.gpus)
         state = load_checkpoint(checkpoint)
         check_resumable(state, checkpoint)

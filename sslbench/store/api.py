@@ -11,14 +11,14 @@ import math
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from sslbench.errors import UserError
@@ -361,6 +361,30 @@ class Store:
             run.failure_reason = failure_reason
             run.ended_at = run.heartbeat_at = now
 
+    def remove_runs(self, deleted: Collection[int], stripped: Collection[int] = ()) -> None:
+        """In one transaction: delete the runs ``deleted`` (with their metric and artifact rows)
+        and the artifact rows of the runs ``stripped``, whose rows stay with no ``run_dir``. Their
+        files are the caller's (see :mod:`sslbench.store.files`).
+
+        Every run must exist and be in a final state when the transaction claims it; otherwise a
+        UserError, and nothing changes (a resumed or restarted run is never removed under it).
+        """
+        ids = set(deleted) | set(stripped)
+        with self._unit_of_work() as session:
+            claimed = session.execute(
+                update(Run).where(Run.id.in_(ids), Run.status.in_(FINAL_STATUSES))
+                .values(run_dir=None).execution_options(synchronize_session=False)
+            ).rowcount
+            if claimed != len(ids):
+                present = dict(session.execute(
+                    select(Run.id, Run.status).where(Run.id.in_(ids))).all())
+                raise UserError(_unremovable(sorted(ids), present))
+            session.execute(delete(Artifact).where(Artifact.run_id.in_(ids)))
+            session.execute(delete(Metric).where(Metric.run_id.in_(deleted)))
+            session.execute(update(Run).where(Run.parent_id.in_(deleted), Run.id.not_in(deleted))
+                            .values(parent_id=None).execution_options(synchronize_session=False))
+            session.execute(delete(Run).where(Run.id.in_(deleted)))
+
     # -- reading ------------------------------------------------------------------------------
 
     def get_run(self, run_id: int) -> RunRecord:
@@ -390,6 +414,8 @@ class Store:
         dataset: str | None = None,
         status: str | None = None,
         limit: int | None = None,
+        sweep_id: str | None = None,
+        parent_id: int | None = None,
     ) -> list[RunRecord]:
         """Runs matching every given filter, newest first, without their metric rows."""
         query = select(Run).order_by(Run.id.desc()).limit(limit)
@@ -398,6 +424,8 @@ class Store:
             (Run.method, method),
             (Run.dataset, dataset),
             (Run.status, status),
+            (Run.sweep_id, sweep_id),
+            (Run.parent_id, parent_id),
         ):
             if wanted is not None:
                 query = query.where(column == wanted)
@@ -481,6 +509,16 @@ def process_alive(pid: int) -> bool:
     except PermissionError:  # it exists, owned by someone else
         return True
     return True
+
+
+def _unremovable(ids: list[int], status: dict[int, str]) -> str:
+    for run_id in ids:
+        if run_id not in status:
+            return f"no run with id {run_id} in DB"
+        if status[run_id] not in FINAL_STATUSES:
+            return (f"run {run_id} is {status[run_id]}: stop it (or wait until it ends) before "
+                    "removing it")
+    raise AssertionError("every run is removable")
 
 
 def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:

@@ -47,6 +47,7 @@ from sslbench.train.progress import TrainProgress
 
 EpochHook = Callable[[int, int, dict[str, float]], None]  # (epoch, global step, metrics)
 StepHook = Callable[[int], None]  # (global step), after the optimizer step
+CheckpointHook = Callable[[int, Path, float], None]  # (epoch, checkpoint file, epoch loss)
 # (uint8 batch, generator, view 1, 2, ...) -> float view; BatchAugment by default, another view
 # source in the benchmarks (sslbench.bench: views prepared in advance, a DataLoader)
 ViewMaker = Callable[[torch.Tensor, torch.Generator, int], torch.Tensor]
@@ -74,6 +75,7 @@ def pretrain(
     on_step_end: StepHook | None = None,
     resume_from: dict[str, Any] | None = None,
     stop: StopSignals | None = None,
+    on_checkpoint: CheckpointHook | None = None,
 ) -> PretrainResult:
     """Train ``method`` on the train split of ``dataset``; a checkpoint after every epoch.
 
@@ -82,6 +84,8 @@ def pretrain(
     ``resume_from``: a checkpoint of this run to continue from (see
     :mod:`sslbench.train.checkpoint`); the result is the same as if training had never stopped.
     ``stop``: on SIGINT/SIGTERM, finish the current step, save a checkpoint, raise ``RunKilled``.
+    ``on_checkpoint``: called on rank 0 after each epoch's checkpoint is written (see
+    :mod:`sslbench.train.retention`).
     """
     t = cfg.train
     images = dataset.pretrain_images.to(device)
@@ -188,6 +192,8 @@ def pretrain(
                 on_epoch_end(epoch, step, metrics)
             # After the epoch's metrics are stored: a resume redoes an epoch it has no record of.
             snapshot(Position(epoch, 0, step))
+            if on_checkpoint is not None and collectives.is_main():
+                on_checkpoint(epoch, checkpoint_path, final_loss)
             if stop is not None and stop.received is not None:
                 raise _killed(stop.received, epoch + 1, step)
 

@@ -36,6 +36,7 @@ CATALOGUE: list[tuple[list[str], str]] = [
     (["pretrain", "simclr", "train.output_dir={dir}/a-file/runs"], "output dir"),
     (["pretrain", "simclr", "--db", "{dir}/no/such/folder/r.sqlite"], "does not exist"),
     (["pretrain", "simclr", "--db", "nosuchdriver://host/db"], "database"),
+    (["pretrain", "simclr", "--tensorboard", "{dir}/a-file/tb"], "TensorBoard folder"),
     # evaluations: missing runs, wrong kinds, runs without a (readable) checkpoint, label specs
     (["linear-eval", "99"], "99"),
     (["linear-eval", "3"], "pretrain run id"),
@@ -43,6 +44,7 @@ CATALOGUE: list[tuple[list[str], str]] = [
     (["linear-eval", "1", "--layer", "stage9"], "stage9"),
     (["knn", "1", "--k", "0"], "k"),
     (["knn", "4"], "no final checkpoint"),
+    (["knn", "1", "--eval-dataset", "imagenet"], "imagenet"),
     (["semi-supervised", "1", "--labels", "0%"], "0%"),
     (["semi-supervised", "1", "--labels", "150%"], "150%"),
     (["supervised", "--labels", "lots", "--dataset", "synthetic"], "lots"),
@@ -53,6 +55,19 @@ CATALOGUE: list[tuple[list[str], str]] = [
     (["resume", "4"], "cannot be read"),
     (["resume", "5"], "sweep"),
     (["resume", "99"], "99"),
+    # export: missing runs, runs without an encoder or a checkpoint, formats, output paths
+    (["export", "99"], "99"),
+    (["export", "3"], "pretrain run id"),
+    (["export", "2"], "no final checkpoint"),
+    (["export", "1", "--format", "torchvision"], "torchvision"),
+    (["export", "1", "--format", "onnx"], "onnx"),
+    (["export", "1", "--out", "{dir}/no/such/folder/e.safetensors"], "writable"),
+    (["export", "1", "--out", "{dir}"], "folder"),
+    (["runs", "export-tensorboard", "1", "99"], "99"),
+    (["runs", "delete", "1", "99"], "99"),
+    (["runs", "gc"], "--keep-best"),
+    (["runs", "gc", "--keep-best", "0"], "--keep-best"),
+    (["pretrain", "simclr", "train.keep_checkpoints=sometimes"], "keep_checkpoints"),
     # runs, report, sweep
     (["runs", "show", "99"], "99"),
     (["runs", "compare", "1", "99"], "99"),
@@ -121,7 +136,7 @@ def test_the_catalogue_is_large() -> None:
     assert len(CATALOGUE) >= 25
     assert {argv[0] for argv, _ in CATALOGUE} >= {
         "pretrain", "linear-eval", "knn", "semi-supervised", "supervised", "resume", "runs",
-        "report", "sweep", "db"}
+        "report", "sweep", "db", "export"}
 
 
 @pytest.mark.parametrize(("argv", "needle"), CATALOGUE,

@@ -155,7 +155,8 @@ def test_interrupt_marks_the_run_killed(workdir: Path, monkeypatch: pytest.Monke
 
 @pytest.mark.multiprocess
 @pytest.mark.parametrize("argv", [["--help"], ["runs", "--help"], ["pretrain", "--help"],
-                                  ["datasets", "--help"]])
+                                  ["datasets", "--help"], ["export", "--help"],
+                                  ["runs", "gc", "--help"]])
 def test_cli_help_does_not_import_torch(argv: list[str], repo: Path) -> None:
     code = (
         "import sys\n"

@@ -104,3 +104,36 @@ def test_a_database_holding_an_optuna_study_takes_the_store_too(pg_server: str) 
     with Store.open(url, create=False) as store:
         assert len(store.list_runs()) == 1
     assert len(optuna.load_study(study_name="s", storage=storage).trials) == 2  # untouched
+
+
+def test_removing_runs_on_postgresql(pg_server: str, tmp_path: Path) -> None:
+    """`runs delete`'s transaction: rows, children and artifacts go, a stripped run keeps its
+    row, and a running run is refused with nothing changed."""
+    from sslbench.store.files import apply_removal, plan_removal
+
+    common = {"method": "byol", "dataset": "cifar10", "config": {}, "seed": 0,
+              "provenance": {"host": "h"}}
+    with Store.open(pg_server) as store:
+        known = {r.id for r in store.list_runs()}
+        folders = []
+        for kind in ("pretrain", "trial"):
+            run = store.create_run(kind=kind, sweep_id="s" if kind == "trial" else None,
+                                   **common)
+            folder = tmp_path / str(run)
+            folder.mkdir()
+            (folder / "checkpoint.pt").write_bytes(b"w" * 10)
+            store.set_run_dir(run, folder)
+            store.add_artifact(run, "checkpoint", folder / "checkpoint.pt")
+            store.finish_run(run, "COMPLETED")
+            folders.append((run, folder))
+        (parent, parent_dir), (trial, trial_dir) = folders
+        child = store.create_run(kind="knn", parent_id=parent, **common)
+        store.finish_run(child, "COMPLETED")
+        running = store.create_run(kind="pretrain", **common)
+        with pytest.raises(UserError, match="RUNNING"):
+            store.remove_runs([parent, running])
+        assert store.get_run(parent).artifacts
+        apply_removal(store, plan_removal(store, delete=[parent, trial]))
+        assert {r.id for r in store.list_runs()} - known == {trial, running}
+        assert store.get_run(trial).artifacts == [] and store.get_run(trial).run_dir is None
+    assert not parent_dir.exists() and not trial_dir.exists()
