@@ -10,7 +10,8 @@ from pathlib import Path
 # Lowest first; a module belongs to the layer of the longest prefix that names it.
 LAYERS: list[tuple[str, ...]] = [
     ("sslbench", "sslbench.errors", "sslbench.formatting", "sslbench.canonical",
-     "sslbench.seeds", "sslbench.provenance"),
+     "sslbench.seeds", "sslbench.provenance", "sslbench.escape", "sslbench.files",
+     "sslbench.process"),
     ("sslbench.config",),
     ("sslbench.store",),
     ("sslbench.data",),

@@ -99,12 +99,13 @@ def catalogue_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
         store.finish_run(three, "COMPLETED")
         four = store.create_run(kind="pretrain", **common)
         (folder / "runs" / "4").mkdir()
-        good = (folder / "runs" / "1" / "checkpoint.pt").read_bytes()
+        good = (Path(first.run_dir or "") / "checkpoint.pt").read_bytes()
         (folder / "runs" / "4" / "checkpoint.pt").write_bytes(good[: len(good) // 2])
         store.set_run_dir(four, folder / "runs" / "4")
+        store.add_artifact(four, "checkpoint", folder / "runs" / "4" / "checkpoint.pt")
         store.finish_run(four, "KILLED", failure_reason="process 1 on h died")
         five = store.create_run(kind="trial", sweep_id="s", trial_number=0, **common)
-        store.set_run_dir(five, folder / "runs" / "1")
+        store.set_run_dir(five, first.run_dir or "")
         store.finish_run(five, "FAILED", failure_reason="worker died")
     return db
 
