@@ -22,6 +22,7 @@ from sqlalchemy import ColumnElement, Engine, delete, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from sslbench import MAX_ID
 from sslbench.errors import ClaimLost, StoreUnavailable, UserError
 from sslbench.files import file_sha256
 from sslbench.provenance import collect_provenance
@@ -38,9 +39,6 @@ from sslbench.store.models import (
 
 STALE_HEARTBEAT_S = 300.0  # a RUNNING run silent for longer than this has probably died
 HEARTBEAT_EVERY_S = 30.0  # how often a running run says it is alive (10 beats per stale period)
-
-
-MAX_RUN_ID = 2**63 - 1  # an SQL BIGINT; SQLite's INTEGER
 
 
 def utc_now() -> datetime:
@@ -539,8 +537,8 @@ class Store:
 
     @staticmethod
     def _run(session: Session, run_id: int) -> Run:
-        if not 0 < run_id <= MAX_RUN_ID:
-            raise UserError(f"no run with id {run_id} in DB (run ids are 1 … {MAX_RUN_ID})")
+        if not 0 < run_id <= MAX_ID:
+            raise UserError(f"no run with id {run_id} in DB (run ids are 1 … {MAX_ID})")
         run = session.get(Run, run_id)
         if run is None:
             raise UserError(f"no run with id {run_id} in DB")
