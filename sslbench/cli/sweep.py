@@ -79,11 +79,12 @@ def _run(method: str, space_file: Path | None, trials: int | None, workers: int,
     job = SweepJob(study or f"{method}-{dataset}", space, db, storage, overrides, quiet)
     check_job(job)  # every bound of the space builds a valid config, before anything starts
 
-    from sslbench.store import Store
+    from sslbench.store import Store, resolve_db_url
     from sslbench.sweep.study import locked, make_study, open_storage, recover_dead_trials
 
+    # a bad --storage is bad input: found before the results DB is created
+    optuna_storage, lock = open_storage(storage, resolve_db_url(db))
     with Store.open(db, create=True) as store:
-        optuna_storage, lock = open_storage(storage, store.url)
         handle = make_study(job.study, space, optuna_storage)
         with locked(lock):
             if said := enqueue_baseline(handle, job):

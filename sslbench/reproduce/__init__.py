@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from sslbench.errors import UserError
+from sslbench.store import resolve_db_url
+from sslbench.store.db import check_writable
 
 Echo = Callable[[str], None]
 
@@ -82,6 +84,7 @@ def run_reproduction(name: str, settings: ReproSettings, echo: Echo = print) -> 
 
     check_name(name)
     check_settings(name, settings)
+    check_writable(resolve_db_url(settings.db))  # before minutes of training, not after
     module: Any = importlib.import_module(REPRODUCTIONS[name][0])
     out = Path(settings.out_dir)
     try:

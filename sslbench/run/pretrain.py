@@ -58,6 +58,7 @@ from sslbench.run.lifecycle import (
 )
 from sslbench.run.monitor import EpochMonitor
 from sslbench.store import RunRecord, Store, resolve_db_url
+from sslbench.store.db import check_writable
 from sslbench.train.checkpoint import check_fits, check_resumable, load_checkpoint, position_of
 from sslbench.train.device import resolve_device, seed_everything
 from sslbench.train.interrupt import StopSignals
@@ -107,8 +108,10 @@ def run_pretrain(cfg: RunConfig, db: str | None, *, echo: Echo = print,
     seed_everything(cfg.train.seed)
     method = build_method(cfg, dataset.info.channels)
     check_protocol_inputs(cfg, dataset, method)
-    # a bad --db is bad input too: found before the output dir is made
-    root = runs_root(cfg.train.output_dir, resolve_db_url(db))
+    # a bad or read-only --db is bad input too: found before the output dir is made
+    url = resolve_db_url(db)
+    check_writable(url)
+    root = runs_root(cfg.train.output_dir, url)
     if plan is not None:
         return _launch_workers(cfg, db, plan, device, echo, show_progress, root)
     hooks = hooks or RunHooks()

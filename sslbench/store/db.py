@@ -56,9 +56,14 @@ def resolve_db_url(db: str | None) -> str:
             raise UserError(f"--db {value!r}: no database driver for "
                             f"{value.split('://')[0]!r}") from None
         return value
-    path = Path(value).expanduser().absolute()
-    if not path.parent.is_dir():
-        raise UserError(f"directory {str(path.parent)!r} for --db {value!r} does not exist")
+    try:
+        path = Path(value).expanduser().absolute()
+        if not path.parent.is_dir():
+            raise UserError(f"directory {str(path.parent)!r} for --db {value!r} does not exist")
+        if path.is_dir():
+            raise UserError(f"--db {value!r} is a folder; pass a database file")
+    except (OSError, ValueError, RuntimeError) as exc:  # a NUL byte, an unknown ~user, ENAMETOOLONG
+        raise UserError(f"--db {value!r} is not a usable path ({exc})") from None
     return f"sqlite:///{path}"
 
 
@@ -124,15 +129,12 @@ def open_engine(url: str, *, create: bool, read: bool = False) -> tuple[Engine, 
             raise UserError(
                 f"no database at {path} (run `sslbench pretrain ...` first or pass --db)"
             )
-        if not _writable(path.parent):
-            raise UserError(f"cannot create DB {str(path)!r}: folder {str(path.parent)!r} is "
-                            "read-only; pass --db with a writable path")
+        check_writable(url)
         needs_migration, read_only = True, False
         engine = make_engine(url)
     elif path is not None and not (_writable(path) and _writable(path.parent)):
         if not read:
-            raise UserError(f"DB {str(path)!r} is read-only (the file or its folder cannot be "
-                            "written); pass --db with a writable copy")
+            check_writable(url)
         engine, read_only = _snapshot_engine(path), True
         with engine.connect() as conn:
             needs_migration = _schema_revision(conn, url) != (_head_revision(), False)
@@ -146,6 +148,20 @@ def open_engine(url: str, *, create: bool, read: bool = False) -> tuple[Engine, 
             engine.dispose()
             raise
     return engine, read_only
+
+
+def check_writable(url: str) -> None:
+    """A SQLite database that cannot be created or written here (a read-only file or folder)
+    is bad input for a command that records: one line, before anything is done."""
+    path = sqlite_path(url)
+    if path is None:
+        return
+    if not path.exists() and not _writable(path.parent):
+        raise UserError(f"cannot create DB {str(path)!r}: folder {str(path.parent)!r} is "
+                        "read-only; pass --db with a writable path")
+    if path.exists() and not (_writable(path) and _writable(path.parent)):
+        raise UserError(f"DB {str(path)!r} is read-only (the file or its folder cannot be "
+                        "written); pass --db with a writable copy")
 
 
 def _writable(path: Path) -> bool:
@@ -196,6 +212,7 @@ def upgrade_database(url: str) -> tuple[str | None, str | None]:
     path = sqlite_path(url)
     if path is not None and not path.exists():
         raise UserError(f"no database at {path} (nothing to upgrade)")
+    check_writable(url)
     before, _ = stored_revision(url)
     engine, _ = open_engine(url, create=False)
     engine.dispose()

@@ -18,7 +18,7 @@ from sslbench.sweep.study import open_storage
 
 
 def load_study(name: str, storage: str | None, store: Store) -> optuna.Study:
-    optuna_storage, _ = open_storage(storage, store.url)
+    optuna_storage, _ = open_storage(storage, store.url, read=True)
     try:
         return optuna.load_study(study_name=name, storage=optuna_storage)
     except KeyError:

@@ -48,13 +48,18 @@ def journal_path_for(db_url: str) -> Path:
     return Path("sslbench.optuna.log").resolve()
 
 
-def open_storage(storage: str | None, db_url: str) -> tuple[optuna.storages.BaseStorage, Path]:
-    """The Optuna storage and the lock file that serialises local workers."""
+def open_storage(storage: str | None, db_url: str, *, read: bool = False
+                 ) -> tuple[optuna.storages.BaseStorage, Path]:
+    """The Optuna storage and the lock file that serialises local workers. ``read``: for the
+    commands that only look, a journal file that does not exist is an error, never created."""
     if storage is None or not storage.startswith(("postgresql", "mysql", "sqlite")):
         path = Path(storage) if storage else journal_path_for(db_url)
         from optuna.storages.journal import JournalFileBackend
 
         check_journal(path)
+        if read and not path.exists():
+            raise UserError(f"no sweep journal at {str(path)!r} (no study yet, or pass "
+                            "--storage with the study's journal)")
         backend = JournalFileBackend(str(path))
         # Not "<journal>.lock": Optuna's own journal lock uses that name.
         return optuna.storages.JournalStorage(backend), path.with_name(path.name + ".workers.lock")
