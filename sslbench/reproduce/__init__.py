@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from sslbench.errors import UserError
-from sslbench.store import resolve_db_url
-from sslbench.store.db import check_writable
 
 Echo = Callable[[str], None]
 
@@ -81,6 +79,8 @@ def check_settings(name: str, s: ReproSettings) -> None:
 def run_reproduction(name: str, settings: ReproSettings, echo: Echo = print) -> int:
     """Run reproduction ``name``; the id of its ``reproduce`` run in the store."""
     import importlib
+
+    from sslbench.store.db import check_writable, resolve_db_url
 
     check_name(name)
     check_settings(name, settings)

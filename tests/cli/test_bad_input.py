@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -110,14 +111,6 @@ def catalogue_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return db
 
 
-def _rows(db: Path) -> dict[str, list[tuple]]:
-    with sqlite3.connect(db) as con:
-        tables = [r[0] for r in con.execute("select name from sqlite_master where type='table'")]
-        rows = {t: sorted(con.execute(f"select * from {t}").fetchall(), key=repr) for t in tables}
-    con.close()
-    return rows
-
-
 def test_the_catalogue_is_large() -> None:
     assert len(CATALOGUE) >= 25
     assert {argv[0] for argv, _ in CATALOGUE} >= {
@@ -130,6 +123,7 @@ def test_the_catalogue_is_large() -> None:
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, catalogue_db: Path,
     capfd: pytest.CaptureFixture[str], argv: list[str], needle: str,
+    table_rows: Callable[[Path], dict[str, list[tuple]]],
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SSLBENCH_DB", raising=False)
@@ -140,7 +134,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     src.close()
     dst.close()
     files = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
-    rows = _rows(db)
+    rows = table_rows(db)
 
     argv = [a.replace("{dir}", str(tmp_path)) for a in argv]
     own_db = "--db" in argv
@@ -154,7 +148,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     assert lines[0].startswith("error: ")
     assert needle.lower() in lines[0].lower(), lines[0]
     assert "Traceback" not in captured.err + captured.out
-    assert _rows(db) == rows
+    assert table_rows(db) == rows
     assert {p: p.read_bytes() for p in files} == files  # the DB, and every other file
     assert not (tmp_path / "runs").exists()
     shutil.rmtree(tmp_path / "no", ignore_errors=True)

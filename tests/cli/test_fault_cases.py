@@ -18,7 +18,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,7 @@ from sslbench.cli import main
 from sslbench.errors import RunKilled
 from sslbench.store import Store
 
+Rows = Callable[[Path], dict[str, list[tuple]]]  # the fixture table_rows (tests/conftest.py)
 # 1024 synthetic images, 4 steps of 256, a width-8 ConvNet, no per-epoch monitor: seconds a run
 TINY = ["--dataset", "synthetic", "--epochs", "1", "--eval", "none", "--quiet",
         "train.batch_size=256", "model.width=8", "eval.diagnostics.enabled=false",
@@ -42,14 +43,6 @@ def _one_line(capfd: pytest.CaptureFixture[str], prefix: str = "error: ") -> str
     assert len(lines) == 1, captured.err
     assert lines[0].startswith(prefix), lines[0]
     return lines[0]
-
-
-def _rows(db: Path) -> dict[str, list[tuple]]:
-    with sqlite3.connect(db) as con:
-        tables = [r[0] for r in con.execute("select name from sqlite_master where type='table'")]
-        rows = {t: sorted(con.execute(f"select * from {t}").fetchall(), key=repr) for t in tables}
-    con.close()
-    return rows
 
 
 def _checkpoint(db: Path, run_id: int = 1) -> Path:
@@ -88,7 +81,7 @@ def test_case01_two_databases_sharing_an_output_folder_keep_their_own_files(
 
 def test_case02_a_run_killed_before_its_first_checkpoint_never_resumes_another_databases_run(
         two_databases: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capfd: pytest.CaptureFixture[str]) -> None:
+        capfd: pytest.CaptureFixture[str], table_rows: Rows) -> None:
     c = tmp_path / "c.sqlite"
     a_checkpoint = _checkpoint(two_databases / "a.sqlite")
     before = a_checkpoint.read_bytes()
@@ -101,10 +94,10 @@ def test_case02_a_run_killed_before_its_first_checkpoint_never_resumes_another_d
                  f"train.output_dir={two_databases / 'shared'}"]) == 130
     capfd.readouterr()
     monkeypatch.undo()
-    rows = _rows(c)
+    rows = table_rows(c)
     assert main(["resume", "1", "--db", str(c), "--quiet"]) == 2
     assert "no checkpoint" in _one_line(capfd)
-    assert _rows(c) == rows and a_checkpoint.read_bytes() == before
+    assert table_rows(c) == rows and a_checkpoint.read_bytes() == before
 
 
 def test_case13_a_run_stopped_before_its_first_checkpoint_is_not_promised_a_resume(
@@ -123,7 +116,8 @@ def test_case13_a_run_stopped_before_its_first_checkpoint_is_not_promised_a_resu
 
 
 def test_case03_a_checkpoint_that_is_not_the_recorded_file_is_never_loaded(
-        two_databases: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+        two_databases: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str],
+        table_rows: Rows) -> None:
     """b's checkpoint (same method and shapes: it would load without complaint) put in place of
     a's: linear-eval of a's run refuses it by its checksum."""
     shutil.copytree(two_databases, tmp_path / "copy")
@@ -136,10 +130,10 @@ def test_case03_a_checkpoint_that_is_not_the_recorded_file_is_never_loaded(
                     (str(two_databases), str(folder)))
     con.close()
     shutil.copyfile(_checkpoint(folder / "b.sqlite"), _checkpoint(db))
-    rows = _rows(db)
+    rows = table_rows(db)
     assert main(["linear-eval", "1", "--db", str(db), "--epochs", "1"]) == 2
     assert "not the file its run recorded" in _one_line(capfd)
-    assert _rows(db) == rows
+    assert table_rows(db) == rows
 
 
 # -- 4, 11: claims and incompatible checkpoints ---------------------------------------------
@@ -232,27 +226,27 @@ def _incompatible(good: dict) -> dict[str, object]:
 @pytest.mark.parametrize("kind", ["empty", "no weights", "wrong shapes", "no optimizer state",
                                   "another optimizer"])
 def test_case11_an_incompatible_checkpoint_is_one_line_and_leaves_the_run_as_it_was(
-        killed_copy: Path, kind: str, capfd: pytest.CaptureFixture[str]) -> None:
+        killed_copy: Path, kind: str, capfd: pytest.CaptureFixture[str], table_rows: Rows) -> None:
     good = torch.load(_checkpoint(killed_copy), weights_only=True)
     _recorded_as(killed_copy, _incompatible(good)[kind])
-    rows = _rows(killed_copy)
+    rows = table_rows(killed_copy)
     assert main(["resume", "1", "--db", str(killed_copy), "--quiet"]) == 2
     assert "checkpoint" in _one_line(capfd)
-    assert _rows(killed_copy) == rows  # still KILLED with its reason, resumes 0
+    assert table_rows(killed_copy) == rows  # still KILLED with its reason, resumes 0
 
 
 @pytest.mark.parametrize("kind", ["empty", "no weights", "wrong shapes"])
 def test_case11_linear_eval_of_an_incompatible_checkpoint_is_one_line(
-        killed_copy: Path, kind: str, capfd: pytest.CaptureFixture[str]) -> None:
+        killed_copy: Path, kind: str, capfd: pytest.CaptureFixture[str], table_rows: Rows) -> None:
     good = torch.load(_checkpoint(killed_copy), weights_only=True)
     _recorded_as(killed_copy, _incompatible(good)[kind])
     with sqlite3.connect(killed_copy) as con:
         con.execute("update runs set status = 'COMPLETED' where id = 1")
     con.close()
-    rows = _rows(killed_copy)
+    rows = table_rows(killed_copy)
     assert main(["linear-eval", "1", "--db", str(killed_copy), "--epochs", "1"]) == 2
     assert "checkpoint" in _one_line(capfd)
-    assert _rows(killed_copy) == rows
+    assert table_rows(killed_copy) == rows
 
 
 # -- 12: a signal during an evaluation ----------------------------------------------------------
@@ -531,19 +525,20 @@ def test_case20_a_database_locked_by_another_writer_is_one_line(
     ["runs", "list", "--limit", "99999999999999999999999"],
 ], ids=lambda argv: " ".join(argv))
 def test_case21_huge_numbers_are_one_line(
-        tmp_path: Path, argv: list[str], capfd: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, argv: list[str], capfd: pytest.CaptureFixture[str],
+        table_rows: Rows) -> None:
     db = _with_a_lost_run(tmp_path / "r.sqlite")
     assert main(["runs", "list", "--db", str(db)]) == 0  # marks run 3 KILLED
     capfd.readouterr()
-    rows = _rows(db)
+    rows = table_rows(db)
     assert main([*argv, "--db", str(db)]) == 2
     _one_line(capfd)
-    assert _rows(db) == rows
+    assert table_rows(db) == rows
 
 
 def test_case22_files_that_are_not_what_they_claim_are_one_line(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capfd: pytest.CaptureFixture[str]) -> None:
+        capfd: pytest.CaptureFixture[str], table_rows: Rows) -> None:
     (tmp_path / "latin1.yaml").write_bytes("optimizer.lr: 0.1  # café\n".encode("latin-1"))
     (tmp_path / "garbage.log").write_bytes(os.urandom(512).replace(b"\n", b""))
     (tmp_path / "folder").mkdir()
@@ -559,10 +554,10 @@ def test_case22_files_that_are_not_what_they_claim_are_one_line(
     ]
     monkeypatch.chdir(tmp_path)
     for argv, needle in cases:
-        rows = _rows(db)
+        rows = table_rows(db)
         assert main([*argv, "--db", str(db)]) == 2, argv
         assert needle in _one_line(capfd), argv
-        assert _rows(db) == rows
+        assert table_rows(db) == rows
     assert not (tmp_path / "no").exists()  # --storage creates no folder
 
 
