@@ -1,11 +1,21 @@
 """The cases of issue 17, one test (or more) each: what a hostile user broke, kept broken-proof.
 
-Every test here failed on the branch point of that issue (see its closing note): runs of two
-databases crossing files, two owners of one run, incompatible or foreign checkpoints, signals
-that left rows RUNNING or promised a resume without a checkpoint, stored values that ran as
-markup, formulas or mathtext, a password in a message, a re-run command that was not the run,
-read-only and locked databases, and the tracebacks that should have been one line. The cases
-that need real processes and signals are in ``test_fault_processes.py``.
+Each test failed on the branch point of that issue (its closing note lists them):
+
+ 1 run files of two databases collide          13 a double Ctrl-C promised a resume
+ 2 a run resumed another database's run         14 CSV formula injection
+ 3 a checkpoint loaded without its checksum     15 rich markup in the terminal table
+ 4 two resumes of one run both proceed          16 Markdown: newlines, HTML, escapes
+ 5 resume of --procs 2 ran one process *        17 mathtext crashed --plots
+ 6 SIGTERM to sweep --workers 2 orphaned them * 18 a --storage password in a message
+ 7 --procs 2 + SIGTERM: 130 and a traceback *   19 sweep best printed another command
+ 8 a torn journal record broke the study        20 a locked database: a traceback
+ 9 a read-only database broke the read commands 21 huge seeds and ids: tracebacks
+10 a read-only database: pretrain traceback     22 non-UTF-8, version rows, --storage
+11 incompatible checkpoints: tracebacks         23 -o, --plots, --protocol, baseline
+12 SIGTERM during an evaluation left it RUNNING 24 bench --no-record crashed
+
+(* with real process trees: ``test_fault_processes.py``; 23's baseline: ``tests/sweep``.)
 """
 
 from __future__ import annotations
@@ -418,7 +428,7 @@ def test_case19_sweep_best_prints_the_command_that_trains_that_run_again(
     assert not (tmp_path / "pwned").exists()  # pasted into a shell, nothing runs
 
 
-# -- 6, 10: read-only stores -------------------------------------------------------------------
+# -- 9, 10: read-only stores -------------------------------------------------------------------
 
 
 def _with_a_lost_run(db: Path) -> Path:
@@ -455,7 +465,7 @@ def read_only(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["chattr", "-i", str(db), str(folder)], check=True)
 
 
-def test_case06_a_read_only_database_serves_every_read_command(
+def test_case09_a_read_only_database_serves_every_read_command(
         read_only: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = read_only.read_bytes()
     db = ["--db", str(read_only)]
@@ -467,7 +477,7 @@ def test_case06_a_read_only_database_serves_every_read_command(
     assert read_only.read_bytes() == before
 
 
-def test_case06_a_read_only_database_of_an_older_schema_is_read_through_a_snapshot(
+def test_case09_a_read_only_database_of_an_older_schema_is_read_through_a_snapshot(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = tmp_path / "old"
     folder.mkdir()

@@ -304,8 +304,8 @@ def test_a_resumed_study_does_not_replay_the_first_sessions_draws(tmp_path: Path
     assert again not in params
 
 
-def test_a_baseline_outside_the_space_is_said_not_dropped_silently() -> None:
-    """Issue 17, case 11: a default outside the space gives no baseline trial (rather than a
+def test_case23_a_baseline_outside_the_space_is_said_not_dropped_silently() -> None:
+    """Issue 17, case 23: a default outside the space gives no baseline trial (rather than a
     clipped, made-up one), and the sweep says so and why."""
     from sslbench.resolve import resolve_config
     from sslbench.sweep.worker import SweepJob, enqueue_baseline
