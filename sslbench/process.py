@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
 
+from sslbench.errors import RunKilled
+
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _PR_SET_PDEATHSIG = 1
 
@@ -50,6 +52,29 @@ def forwarding_signals(children: Callable[[], list[int]]) -> Iterator[list[signa
                 previous[sig] = signal.signal(sig, forward)
     try:
         yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def signals_end_the_command() -> Iterator[None]:
+    """While a command runs (main thread only), SIGINT / SIGTERM raise :class:`RunKilled`
+    wherever it is (loading data, building a model, reading the database), so that the command
+    ends with one line and 130 / 143 rather than a traceback or a bare signal death. A run, a
+    launcher or a sweep installs its own handling inside and puts this back when done."""
+    previous: dict[int, object] = {}
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        sig = signal.Signals(signum)
+        raise RunKilled(f"stopped by {sig.name}", signum)
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in SIGNALS:
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                previous[sig] = signal.signal(sig, stop)
+    try:
+        yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from typer._click import exceptions as click_exc  # typer>=0.29 vendors click
 
 from sslbench.errors import RunFailure, RunKilled, UserError
 from sslbench.escape import printable, redact
+from sslbench.process import signals_end_the_command
 
 app = typer.Typer(
     name="sslbench",
@@ -42,10 +43,11 @@ def _register() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code (0 ok, 1 runtime, 2 bad input)."""
-    _register()
-    command = typer.main.get_command(app)
     try:
-        result = command.main(args=argv, prog_name="sslbench", standalone_mode=False)
+        with signals_end_the_command():
+            _register()
+            command = typer.main.get_command(app)
+            result = command.main(args=argv, prog_name="sslbench", standalone_mode=False)
     except click_exc.NoArgsIsHelpError:
         return 0  # click has already printed the help text
     except click_exc.UsageError as exc:

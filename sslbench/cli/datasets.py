@@ -23,7 +23,6 @@ def datasets_command(
     """List the datasets sslbench knows, their shapes and where their files were found."""
     from rich.console import Console
     from rich.table import Table
-
     from rich.text import Text
 
     from sslbench.data.discovery import locate
