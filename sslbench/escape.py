@@ -20,8 +20,11 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 _CSV_FORMULA = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
-def printable(text: str) -> str:
-    r"""One line, every control character visible as its escape (``\x1b``, ``\n``)."""
+def printable(text: str, *, lines: bool = False) -> str:
+    r"""One line, every control character visible as its escape (``\x1b``, ``\n``); with
+    ``lines``, the line breaks of a multi-line text are kept."""
+    if lines:
+        return "\n".join(printable(line) for line in text.split("\n"))
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 

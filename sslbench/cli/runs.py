@@ -92,7 +92,7 @@ def show_run(
     console = _console()
     for title, body in _run_sections(record, children):
         console.print(f"\n{title}", style="bold")
-        console.print(printable(body) if isinstance(body, str) else body)
+        console.print(printable(body, lines=True) if isinstance(body, str) else body)
 
 
 @runs_app.command("compare")

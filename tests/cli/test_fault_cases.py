@@ -351,6 +351,7 @@ def test_case15_the_terminal_table_shows_markup_as_text(
     assert main(["runs", "show", "9", "--db", str(hostile_db)]) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\\x1b" in out
+    assert "\ntrain:\n" in out  # the config, a YAML text, keeps its lines
 
 
 def test_case16_markdown_and_html_show_the_values_as_text(
