@@ -17,6 +17,16 @@ class RunFailure(Exception):
     exit_code = 1
 
 
+class StoreUnavailable(RunFailure):
+    """The database cannot be used now (locked by another writer for longer than the busy
+    timeout, read-only, unreachable): exit code 1, the run row untouched."""
+
+
+class ClaimLost(RunFailure):
+    """This process no longer holds the run it was writing (another process reaped or resumed
+    it): it stops without writing anything more to that run."""
+
+
 class RunPruned(Exception):
     """A sweep trial stopped early by the pruner: its run ends PRUNED (not a failure)."""
 

@@ -36,11 +36,14 @@ if TYPE_CHECKING:
 _NESTED = ("config", "summary", "versions", "metrics", "artifacts")
 
 
-def open_store(db: str | None = None) -> Store:
+def open_store(db: str | None = None, *, write: bool = False) -> Store:
     """The database ``db`` (a SQLite path or a SQLAlchemy URL; default ``$SSLBENCH_DB`` or
     ./sslbench.sqlite); a missing SQLite file is an error, never created. Close it when done
-    (``store.close()``, or ``with results.open_store(...) as store:``)."""
-    return Store.open(db, create=False)
+    (``store.close()``, or ``with results.open_store(...) as store:``).
+
+    For reading (the default), a database that cannot be written (a read-only file or folder)
+    is read from a snapshot; ``write=True`` (deleting runs) makes it an error instead."""
+    return Store.open(db, create=False, read=not write)
 
 
 def find_runs(store: Store, *, kind: str | None = None, method: str | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sqlite3
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -30,6 +31,21 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SSLBENCH_DB", raising=False)
     return tmp_path
+
+
+def _table_rows(db: Path) -> dict[str, list[tuple]]:
+    """Every row of every table of a SQLite file, in a stable order."""
+    with sqlite3.connect(db) as con:
+        tables = [r[0] for r in con.execute("select name from sqlite_master where type='table'")]
+        rows = {t: sorted(con.execute(f"select * from {t}").fetchall(), key=repr) for t in tables}
+    con.close()
+    return rows
+
+
+@pytest.fixture(scope="session")
+def table_rows() -> Callable[[Path], dict[str, list[tuple]]]:
+    """``table_rows(db)``: every row of every table (to check that a command changed none)."""
+    return _table_rows
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,9 @@ from pathlib import Path
 # root is the exception: it names itself only (it is the Python API's facade, on top of it all).
 ROOT = "sslbench"
 LAYERS: list[tuple[str, ...]] = [
-    ("sslbench.version", "sslbench.errors", "sslbench.formatting", "sslbench.canonical",
-     "sslbench.seeds", "sslbench.provenance", "sslbench.paths", "sslbench.tensorboard"),
+    ("sslbench.version", "sslbench.limits", "sslbench.errors", "sslbench.formatting",
+     "sslbench.canonical", "sslbench.seeds", "sslbench.provenance", "sslbench.paths",
+     "sslbench.tensorboard", "sslbench.escape", "sslbench.files", "sslbench.process"),
     ("sslbench.config",),
     ("sslbench.store",),
     ("sslbench.data",),

@@ -6,11 +6,14 @@ and per-round metrics, or FAILED with the reason (:func:`sslbench.run.lifecycle.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from typing import Any
+from collections.abc import Iterator
+from pathlib import Path
 
 from sslbench.config import RunConfig
 from sslbench.run.lifecycle import Echo, create_run
@@ -56,7 +59,7 @@ def run_throughput(cfg: RunConfig, *, steps: int, warmup: int, rounds: int, work
     echo(f"throughput of {cfg.method_name} / {cfg.model.backbone} (width {cfg.model.width}) on "
          f"{cfg.data.dataset} ({dataset.source}), batch {batch}, {steps} timed steps "
          f"after {warmup}, {rounds} rounds, on {device_name}")
-    with Store.open(db, create=True) if record else _NoStore() as store:
+    with _store(db, record) as store:
         run_id = create_run(store, cfg, "bench", device, config=config)
         with recording(store, run_id):
             seed_everything(cfg.train.seed)
@@ -129,7 +132,7 @@ def run_time_to_accuracy(cfg: RunConfig, *, every_s: float, budget_s: float, db:
     echo(f"time to accuracy of {cfg.method_name} / {cfg.model.backbone} (width "
          f"{cfg.model.width}) on {cfg.data.dataset}: {cfg.train.epochs} epochs, batch "
          f"{cfg.train.batch_size}, probe every {every_s:.0f} s, budget {budget_s:.0f} s")
-    with Store.open(db, create=True) if record else _NoStore() as store:
+    with _store(db, record) as store:
         run_id = create_run(store, cfg, "bench", device, config=config)
 
         def log(point: Checkpoint) -> None:
@@ -174,23 +177,14 @@ def run_startup(repeats: int, db: str | None, record: bool = True,
     return summary
 
 
-class _NoStore:
-    """Stands in for the store with ``--no-record``: accepts the calls, keeps nothing."""
-
-    def __enter__(self) -> _NoStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def create_run(self, **kwargs: Any) -> int:
-        return 0
-
-    def log_metrics(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    def update_summary(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    def finish_run(self, *args: Any, **kwargs: Any) -> None:
-        return None
+@contextlib.contextmanager
+def _store(db: str | None, record: bool) -> Iterator[Store]:
+    """The results store, or with ``--no-record`` a throw-away one: the benchmark runs through
+    exactly the same calls either way, and nothing is kept."""
+    if record:
+        with Store.open(db, create=True) as store:
+            yield store
+        return
+    with tempfile.TemporaryDirectory() as tmp, \
+            Store.open(str(Path(tmp) / "not-recorded.sqlite"), create=True) as store:
+        yield store

@@ -12,6 +12,8 @@ import typer
 from typer._click import exceptions as click_exc  # typer>=0.29 vendors click
 
 from sslbench.errors import RunFailure, RunKilled, UserError
+from sslbench.escape import printable, redact
+from sslbench.process import signals_end_the_command
 
 app = typer.Typer(
     name="sslbench",
@@ -43,28 +45,35 @@ def _register() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code (0 ok, 1 runtime, 2 bad input)."""
-    _register()
-    command = typer.main.get_command(app)
     try:
-        result = command.main(args=argv, prog_name="sslbench", standalone_mode=False)
+        with signals_end_the_command():
+            _register()
+            command = typer.main.get_command(app)
+            result = command.main(args=argv, prog_name="sslbench", standalone_mode=False)
     except click_exc.NoArgsIsHelpError:
         return 0  # click has already printed the help text
     except click_exc.UsageError as exc:
-        typer.echo(f"error: {exc.format_message()}", err=True)
+        _say("error", exc.format_message())
         return 2
     except UserError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        _say("error", str(exc))
         return exc.exit_code
     except RunFailure as exc:
-        typer.echo(f"failed: {exc}", err=True)
+        _say("failed", str(exc))
         return exc.exit_code
     except RunKilled as exc:
-        typer.echo(f"killed: {exc}", err=True)
+        _say("killed", str(exc))
         return exc.exit_code
     except typer.Abort:
         typer.echo("aborted", err=True)
         return 130
     return result if isinstance(result, int) else 0
+
+
+def _say(what: str, message: str) -> None:
+    """The one line of an error: secrets masked, control characters (a newline, an escape
+    sequence from a hostile value) shown as escapes."""
+    typer.echo(f"{what}: {printable(redact(message))}", err=True)
 
 
 if __name__ == "__main__":

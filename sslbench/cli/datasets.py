@@ -23,9 +23,11 @@ def datasets_command(
     """List the datasets sslbench knows, their shapes and where their files were found."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from sslbench.data.discovery import locate
     from sslbench.data.registry import DATASETS
+    from sslbench.escape import printable
 
     table = Table("name", "classes", "image shape", title="datasets")
     table.add_column("found in", overflow="fold")  # paths are worth reading in full
@@ -43,5 +45,5 @@ def datasets_command(
         if info.configurable:
             classes = "data.class_list"
             shape = f"{shape} (data.image_size)"
-        table.add_row(info.name, classes, shape, where)
+        table.add_row(info.name, classes, shape, Text(printable(where)))  # a path as typed
     Console().print(table)

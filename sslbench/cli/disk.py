@@ -33,7 +33,7 @@ def delete_command(
     from sslbench.results import open_store
     from sslbench.store.files import plan_removal
 
-    with open_store(db) as store:
+    with open_store(db, write=True) as store:
         removal = plan_removal(store, delete=run_ids)
         _remove(store, removal, {i: "asked for" for i in run_ids}, dry_run)
 
@@ -59,7 +59,7 @@ def gc_command(
     from sslbench.results import open_store
     from sslbench.store.files import plan_removal
 
-    with open_store(db) as store:
+    with open_store(db, write=True) as store:
         chosen = collect(store, now=datetime.now(UTC), failed_older_than_days=failed_older_than,
                          keep_best=keep_best, by=by)
         removal = plan_removal(store, delete=chosen.delete, strip=chosen.strip)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from sslbench.limits import MAX_ID
 
 DbOption = Annotated[str | None, typer.Option(
     "--db", metavar="PATH|URL",
@@ -20,7 +22,12 @@ DataDirOption = Annotated[str | None, typer.Option(
 DatasetOption = Annotated[str | None, typer.Option(help="Dataset [default fashion-mnist].")]
 GpusOption = Annotated[int | None, typer.Option(
     help="0: CPU; 1: one GPU [default: a GPU if there is one].")]
-RunIdArg = Annotated[int, typer.Argument(help="Id of a completed pretrain run.")]
+def run_id_argument(help: str) -> Any:
+    """A run id argument: an id outside 1 … 2^63 − 1 is a usage error (exit 2), not a crash."""
+    return typer.Argument(help=help, min=1, max=MAX_ID)
+
+
+RunIdArg = Annotated[int, run_id_argument("Id of a completed pretrain run.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
 EvalDatasetOption = Annotated[str | None, typer.Option(
     metavar="NAME", help="Probe the encoder on this dataset instead of its pretraining one "

@@ -17,6 +17,7 @@ from sslbench.cli.options import (
     Overrides,
     QuietOption,
     RunIdArg,
+    run_id_argument,
 )
 from sslbench.distributed import DEFAULT_MASTER_PORT
 
@@ -114,7 +115,7 @@ def linear_eval_command(
 
 @app.command("resume")
 def resume_command(
-    run_id: Annotated[int, typer.Argument(help="Id of a KILLED or FAILED pretrain run.")],
+    run_id: Annotated[int, run_id_argument("Id of a KILLED or FAILED pretrain run.")],
     data_dir: Annotated[str | None, typer.Option(
         help="Root holding one folder per dataset [env SSLBENCH_DATA; default: as recorded].")
     ] = None,

@@ -46,6 +46,7 @@ def report_command(
         help="Also write PNG figures (curves, accuracy by method) into this folder.")] = None,
 ) -> None:
     """Leaderboard: a row per method (or group), best and mean ± std per evaluation protocol."""
+    from sslbench.config import check_protocol
     from sslbench.report.export import FORMATS, render, to_rich
     from sslbench.report.table import parse_date
     from sslbench.results import leaderboard, open_store
@@ -53,6 +54,7 @@ def report_command(
 
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    _check_paths(output, plots)
     if sweep is not None:
         _sweep_report(db, sweep, fmt, output, plots)
         return
@@ -61,6 +63,11 @@ def report_command(
         raise UserError(f"--status {status!r}: choose one of "
                         f"{', '.join(s.lower() for s in RUN_STATUSES)} or any")
     protocols = [p.strip() for p in protocol.split(",") if p.strip()] if protocol else None
+    for name in protocols or ():
+        try:
+            check_protocol(name)
+        except UserError as exc:
+            raise UserError(f"--protocol: {exc}") from None
     with open_store(db) as store:
         board = leaderboard(
             store, dataset=dataset,
@@ -84,12 +91,28 @@ def report_command(
 
         Console(width=None if sys.stdout.isatty() else 250).print(to_rich(board))
         return
-    text = render(board, fmt)
+    _emit(render(board, fmt), output)
+
+
+def _check_paths(output: Path | None, plots: Path | None) -> None:
+    """A bad -o or --plots is bad input, found before the database is read."""
+    from sslbench.files import check_output_file, check_output_folder
+
     if output is not None:
-        output.write_text(text)
-        typer.echo(f"wrote {output}", err=True)
-    else:
+        check_output_file(output, "--output")
+    if plots is not None:
+        check_output_folder(plots, "--plots")
+
+
+def _emit(text: str, output: Path | None) -> None:
+    """The export on stdout, or into ``output`` whole (a full disk leaves the old file)."""
+    if output is None:
         typer.echo(text, nl=False)
+        return
+    from sslbench.files import write_text
+
+    write_text(output, text)
+    typer.echo(f"wrote {output}", err=True)
 
 
 def _sweep_report(db: str | None, study: str, fmt: str, output: Path | None,
@@ -97,7 +120,7 @@ def _sweep_report(db: str | None, study: str, fmt: str, output: Path | None,
     from sslbench.report import sweep as sweep_report
     from sslbench.store import Store
 
-    with Store.open(db, create=False) as store:
+    with Store.open(db, create=False, read=True) as store:
         report = sweep_report.build_sweep_report(store, study)
     if plots is not None:
         from sslbench.report.plots import write_sweep_plots
@@ -111,9 +134,4 @@ def _sweep_report(db: str | None, study: str, fmt: str, output: Path | None,
         for table in sweep_report.to_rich(report):
             console.print(table)
         return
-    text = sweep_report.render(report, fmt)
-    if output is not None:
-        output.write_text(text)
-        typer.echo(f"wrote {output}", err=True)
-    else:
-        typer.echo(text, nl=False)
+    _emit(sweep_report.render(report, fmt), output)

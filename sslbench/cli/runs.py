@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from sslbench.cli import app
-from sslbench.cli.options import DbOption
+from sslbench.cli.options import DbOption, run_id_argument
+from sslbench.escape import printable
 from sslbench.formatting import format_duration
+from sslbench.limits import MAX_ID
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -56,7 +58,8 @@ def list_runs(
         str | None,
         typer.Option(help="Only this status: queued, running, completed, failed, killed, pruned."),
     ] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="At most this many runs.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, max=MAX_ID,
+                                              help="At most this many runs.")] = None,
 ) -> None:
     """List runs, newest first, with their headline metrics and the disk their files use."""
     from sslbench.results import disk_usage_of, find_runs, open_store
@@ -74,14 +77,14 @@ def list_runs(
 
 @runs_app.command("show")
 def show_run(
-    run_id: Annotated[int, typer.Argument(help="Run id, as shown by `sslbench runs list`.")],
+    run_id: Annotated[int, run_id_argument("Run id, as shown by `sslbench runs list`.")],
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full record as JSON.")] = False,
 ) -> None:
     """Show one run: provenance, config, versions, metrics and artifacts."""
     from sslbench.store import Store
 
-    with Store.open(db, create=False) as store:
+    with Store.open(db, create=False, read=True) as store:
         record = store.get_run(run_id)
         children = [child.id for child in store.children(run_id)]
     if as_json:
@@ -90,13 +93,13 @@ def show_run(
     console = _console()
     for title, body in _run_sections(record, children):
         console.print(f"\n{title}", style="bold")
-        console.print(body)
+        console.print(printable(body, lines=True) if isinstance(body, str) else body)
 
 
 @runs_app.command("compare")
 def compare_runs(
-    run_a: Annotated[int, typer.Argument(help="First run id.")],
-    run_b: Annotated[int, typer.Argument(help="Second run id.")],
+    run_a: Annotated[int, run_id_argument("First run id.")],
+    run_b: Annotated[int, run_id_argument("Second run id.")],
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the diff as JSON.")] = False,
 ) -> None:
@@ -104,7 +107,7 @@ def compare_runs(
     from sslbench.report.table import protocol_of, score_of
     from sslbench.store import Store
 
-    with Store.open(db, create=False) as store:
+    with Store.open(db, create=False, read=True) as store:
         records = [store.get_run(run_a), store.get_run(run_b)]
         kids = [store.children(run_a), store.children(run_b)]
     flat = [flatten(r.config) for r in records]
@@ -133,12 +136,12 @@ def compare_runs(
     console = _console()
     top = _table("", f"run {run_a}", f"run {run_b}")
     for field_name in ("kind", "method", "dataset", "status", "seed"):
-        top.add_row(field_name, *(str(getattr(r, field_name)) for r in records))
+        _add(top, field_name, *(str(getattr(r, field_name)) for r in records))
     console.print(top)
     if config_diff:
         table = _table("config key", f"run {run_a}", f"run {run_b}")
         for key, (a, b) in config_diff.items():
-            table.add_row(key, _or_dash(None if a is _ABSENT else a),
+            _add(table, key, _or_dash(None if a is _ABSENT else a),
                           _or_dash(None if b is _ABSENT else b))
         console.print(table)
     else:
@@ -151,7 +154,7 @@ def compare_runs(
         if a is not None and b is not None:
             is_fraction = _FRACTION_KEY.search(key) and 0 <= a <= 1 and 0 <= b <= 1
             delta = f"{100 * (b - a):+.2f} pt" if is_fraction else f"{b - a:+.4g}"
-        table.add_row(key, "-" if a is None else format_metric(key, a),
+        _add(table, key, "-" if a is None else format_metric(key, a),
                       "-" if b is None else format_metric(key, b), delta)
     console.print(table)
 
@@ -257,7 +260,8 @@ def _runs_table(records: Sequence[RunRecord], usage: dict[int, int]) -> Table:
         numeric=("id", "parent", *metrics, "duration", "disk"),
     )
     for record in records:
-        table.add_row(
+        _add(
+            table,
             str(record.id),
             record.kind,
             _or_dash(record.parent_id),
@@ -327,7 +331,7 @@ def _header(record: RunRecord, children: list[int]) -> Table:
     grid.add_column()
     for label, value in fields:
         if value:  # optional lines (sweep, failure, summary) only when they say something
-            grid.add_row(label, value)
+            _add(grid, label, value)
     return grid
 
 
@@ -341,7 +345,8 @@ def _last_metrics_table(record: RunRecord) -> Table:
     )
     for key in sorted(last):
         row = last[key]
-        table.add_row(
+        _add(
+            table,
             key,
             format_metric(key, row.value),
             _or_dash(row.epoch),
@@ -367,7 +372,8 @@ def _epoch_table(record: RunRecord) -> Table | None:
     table = _table("epoch", *keys, numeric=("epoch", *keys))
     for epoch in epochs:
         values = by_epoch[epoch]
-        table.add_row(
+        _add(
+            table,
             str(epoch), *(format_metric(k, values[k]) if k in values else "-" for k in keys)
         )
     return table
@@ -376,10 +382,19 @@ def _epoch_table(record: RunRecord) -> Table | None:
 def _artifacts_table(record: RunRecord) -> Table:
     table = _table("name", "path", "sha256", "size", numeric=("size",))
     for artifact in record.artifacts:
-        table.add_row(
+        _add(
+            table,
             artifact.name, artifact.path, artifact.sha256[:12], format_size(artifact.size_bytes)
         )
     return table
+
+
+def _add(table: Table, *cells: RenderableType) -> None:
+    """A row whose text cells are shown as written: control characters (an escape sequence in
+    a stored value) as their escapes."""
+    from rich.text import Text
+
+    table.add_row(*(Text(printable(c)) if isinstance(c, str) else c for c in cells))
 
 
 def _or_dash(value: object) -> str:

@@ -79,15 +79,16 @@ def _run(method: str, space_file: Path | None, trials: int | None, workers: int,
     job = SweepJob(study or f"{method}-{dataset}", space, db, storage, overrides, quiet)
     check_job(job)  # every bound of the space builds a valid config, before anything starts
 
-    from sslbench.store import Store
+    from sslbench.store import Store, resolve_db_url
     from sslbench.sweep.study import locked, make_study, open_storage, recover_dead_trials
 
+    # a bad --storage is bad input: found before the results DB is created
+    optuna_storage, lock = open_storage(storage, resolve_db_url(db))
     with Store.open(db, create=True) as store:
-        optuna_storage, lock = open_storage(storage, store.url)
         handle = make_study(job.study, space, optuna_storage)
         with locked(lock):
-            if enqueue_baseline(handle, job):
-                typer.echo(f"study {job.study}: trial 0 runs the defaults (the baseline to beat)")
+            if said := enqueue_baseline(handle, job):
+                typer.echo(f"study {job.study}: {said}")
         retried = recover_dead_trials(handle, store, lock)
     if retried:
         typer.echo(f"study {job.study}: trial(s) {', '.join(map(str, retried))} were left running "
@@ -103,7 +104,7 @@ def _inspect(action: str, name: str, storage: str | None, db: str | None) -> Non
     from sslbench.store import Store
     from sslbench.sweep.status import best_command, status_table
 
-    with Store.open(db, create=False) as store:
+    with Store.open(db, create=False, read=True) as store:
         if action == "status":
             from rich.console import Console
 

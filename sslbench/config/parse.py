@@ -24,6 +24,7 @@ from sslbench.config.schema import (
     RunConfig,
 )
 from sslbench.errors import ConfigError, UserError
+from sslbench.limits import MAX_ID
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:
@@ -64,23 +65,35 @@ def apply_dotted(config: dict[str, Any], dotted: dict[str, Any]) -> dict[str, An
     return out
 
 
-def load_yaml_file(path: str | Path) -> dict[str, Any]:
-    """Read a config file (YAML mapping, nested or dotted keys) with ``yaml.safe_load``."""
+def read_yaml(path: str | Path, what: str, hint: str = "") -> Any:
+    """The data of a YAML file (``yaml.safe_load``: no tags that build objects); a missing,
+    unreadable, non-UTF-8 or malformed file is a one-line ConfigError naming ``what`` it is."""
     import yaml
 
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} does not exist")
+        raise ConfigError(f"{what} {str(p)!r} does not exist{hint}")
     try:
-        data = yaml.safe_load(p.read_text())
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {str(p)!r} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {str(p)!r} cannot be read ({exc.strerror})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config file {str(p)!r} is not valid YAML{where}") from None
+        raise ConfigError(f"{what} {str(p)!r} is not valid YAML{where}") from None
+    except RecursionError:
+        raise ConfigError(f"{what} {str(p)!r} is nested too deeply") from None
+
+
+def load_yaml_file(path: str | Path) -> dict[str, Any]:
+    """Read a config file (YAML mapping, nested or dotted keys)."""
+    data = read_yaml(path, "config file")
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(p)!r} must hold a mapping of keys to values")
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys to values")
     return flatten(data)
 
 
@@ -152,20 +165,21 @@ def _coerce(key: str, raw: Any, tp: Any) -> Any:
     if tp is int:
         if isinstance(raw, bool):
             raise bad
-        if isinstance(raw, int):
-            return raw
         if isinstance(raw, float) and raw.is_integer():
-            return int(raw)
+            raw = int(raw)
         try:
-            return int(str(raw))
+            value = raw if isinstance(raw, int) else int(str(raw))
         except ValueError:
             raise bad from None
+        if not -MAX_ID <= value <= MAX_ID:  # what a 64-bit integer (SQL, torch) holds
+            raise ConfigError(f"{key}={raw!r} is out of range: must be within ±(2^63 − 1)")
+        return value
     if tp is float:
         if isinstance(raw, bool):
             raise bad
         try:
             value = float(raw)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise bad from None
         if not math.isfinite(value):
             raise ConfigError(f"{key}={raw!r} must be a finite number")

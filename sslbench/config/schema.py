@@ -143,7 +143,7 @@ class OptimizerConfig:
 class TrainConfig:
     epochs: int = bounded(10, lo=1)
     batch_size: int = bounded(256, lo=2)
-    seed: int = bounded(0, lo=0)
+    seed: int = bounded(0, lo=0, hi=2**32 - 1)  # numpy's generators take 32-bit seeds
     gpus: int | None = bounded(None, lo=0)  # None: a GPU if there is one; 0: CPU; N: N GPU workers
     procs: int = bounded(1, lo=1)  # CPU worker processes (gloo); batch_size is split across workers
     sync_batchnorm: bool = True  # distributed: every BatchNorm over the global batch
@@ -151,7 +151,8 @@ class TrainConfig:
     channels_last: bool = True  # on CUDA
     compile: bool = False  # torch.compile the method's training step (first steps are slower)
     log_every: int = bounded(50, lo=1)  # steps between progress updates (no per-step host syncs)
-    output_dir: str = "runs"  # checkpoints go to OUTPUT_DIR/<run id>/
+    # run folders go to OUTPUT_DIR/<run uid>/; None: beside the database (r.sqlite → r.runs/)
+    output_dir: str | None = None
     # which checkpoints stay on disk once the run is done (see sslbench.train.retention)
     keep_checkpoints: Literal["last", "best", "all", "none-after-eval"] = "last"
     tensorboard: str | None = None  # live TensorBoard curves in TENSORBOARD/run<id>-.../
@@ -190,7 +191,8 @@ class SemiSupervisedConfig:
     lr: float = bounded(1e-3, lo=0.0, lo_open=True)
     weight_decay: float = bounded(1e-4, lo=0.0)
     augment: bool = True  # random resized crop + flip
-    split_seed: int = bounded(0, lo=0)  # fixes the subsets (with the dataset and the label spec)
+    # fixes the subsets (with the dataset and the label spec)
+    split_seed: int = bounded(0, lo=0, hi=2**32 - 1)
 
 
 @dataclass

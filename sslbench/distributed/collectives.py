@@ -60,6 +60,14 @@ def mean_over_ranks(x: torch.Tensor) -> torch.Tensor:
     return x / world_size()
 
 
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank if ``flag`` is true on any (e.g. a stop signal one rank received)."""
+    if not is_distributed():
+        return flag
+    x = torch.tensor(float(flag), device=device)
+    dist.all_reduce(x, op=dist.ReduceOp.MAX)
+    return bool(x.item())
+
 
 # ---------------------------------------------------------------------------------------------
 # Data: this rank's part of every global batch

@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 
 from sslbench.distributed import DEFAULT_MASTER_PORT
-from sslbench.errors import RunFailure, UserError
+from sslbench.errors import RunFailure, RunKilled, UserError
 
 TIMEOUT = timedelta(minutes=30)  # a rank waits this long for the others (rank 0 evaluates alone)
 
@@ -190,7 +190,9 @@ def launch(entrypoint: Callable[..., Any], args: Sequence[Any], plan: LaunchPlan
     """Run ``entrypoint(*args)`` in ``plan.nproc_per_node`` worker processes on this node
     through torch's elastic agent (``torch.distributed.launcher.api``), no restarts; returns
     the workers' return values by global rank. A worker's failure stops the others and raises
-    :class:`WorkerFailure`; a signal to the launcher raises KeyboardInterrupt."""
+    :class:`WorkerFailure`; a signal to the launcher is sent on to the workers (once: they left
+    the terminal's process group, see :func:`sslbench.process.become_worker`), which stop
+    together, and then raises :class:`RunKilled` with that signal."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
@@ -215,7 +217,7 @@ def launch(entrypoint: Callable[..., Any], args: Sequence[Any], plan: LaunchPlan
     except ChildFailedError as exc:
         raise first_failure(exc.failures) from None
     except SignalException as exc:
-        raise KeyboardInterrupt(str(exc)) from None
+        raise RunKilled(f"stopped by {exc.sigval.name}", exc.sigval.value) from None
     finally:
         if omp is None:
             del os.environ["OMP_NUM_THREADS"]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 from typing import Any
 
+from sslbench.escape import for_csv, for_html, for_markdown, printable
 from sslbench.formatting import format_duration
 from sslbench.report.table import Group, Leaderboard
 
@@ -83,11 +83,13 @@ def to_markdown(board: Leaderboard) -> str:
 
 
 def markdown_table(header: list[str], rows: list[list[str]], text_columns: int) -> str:
-    """A GitHub markdown table; the first ``text_columns`` left-aligned, numbers right."""
-    lines = ["| " + " | ".join(header) + " |",
+    """A GitHub markdown table; the first ``text_columns`` left-aligned, numbers right. Every
+    cell is escaped (one line, no HTML, no Markdown syntax), so a stored value shows as
+    written."""
+    lines = ["| " + " | ".join(map(for_markdown, header)) + " |",
              "|" + "|".join("---" if i < text_columns else "---:"
                             for i in range(len(header))) + "|"]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(map(for_markdown, row)) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -96,16 +98,26 @@ def to_csv(board: Leaderboard) -> str:
 
 
 def csv_text(recs: list[dict[str, Any]]) -> str:
-    """Records as CSV (lists joined by spaces, None empty); "" when there are none."""
+    """Records as CSV (lists joined by spaces, None empty); "" when there are none. A text cell
+    that a spreadsheet would run as a formula (``=...``, ``+...``, ``-...``, ``@...``) gets a
+    leading quote."""
     if not recs:
         return ""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(recs[0]), lineterminator="\n")
-    writer.writeheader()
+    writer = csv.writer(buf, lineterminator="\n")
+    fields = list(recs[0])
+    writer.writerow([for_csv(str(k)) for k in fields])
     for rec in recs:
-        writer.writerow({k: " ".join(map(str, v)) if isinstance(v, list) else
-                         ("" if v is None else v) for k, v in rec.items()})
+        writer.writerow([_csv_cell(rec[k]) for k in fields])
     return buf.getvalue()
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, list):
+        value = " ".join(map(str, value))
+    if value is None:
+        return ""
+    return for_csv(value) if isinstance(value, str) else value
 
 
 def to_json(board: Leaderboard) -> str:
@@ -129,14 +141,14 @@ def html_page(title: str, tables: list[tuple[str, list[str], list[list[str]]]],
     """One self-contained HTML file (inline CSS, no scripts) with captioned tables."""
     parts = []
     for caption, header, rows in tables:
-        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-        body = "\n".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+        head = "".join(f"<th>{for_html(h)}</th>" for h in header)
+        body = "\n".join("<tr>" + "".join(f"<td>{for_html(c)}</td>" for c in row) + "</tr>"
                          for row in rows)
-        parts.append(f"<table><caption>{html.escape(caption)}</caption>\n<thead><tr>{head}"
+        parts.append(f"<table><caption>{for_html(caption)}</caption>\n<thead><tr>{head}"
                      f"</tr></thead>\n<tbody>\n{body}\n</tbody></table>\n")
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{for_html(title)}"
             f"</title><style>{_CSS}</style></head><body>\n{''.join(parts)}"
-            + (f"<p>{html.escape(note)}</p>\n" if note else "") + "</body></html>\n")
+            + (f"<p>{for_html(note)}</p>\n" if note else "") + "</body></html>\n")
 
 
 def to_rich(board: Leaderboard) -> Any:
@@ -145,13 +157,16 @@ def to_rich(board: Leaderboard) -> Any:
 
 
 def rich_table(title: str, header: list[str], rows: list[list[str]], text_columns: int) -> Any:
+    """A rich table whose title, headers and cells are plain text (never parsed as markup,
+    control characters shown as escapes)."""
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title, header_style="bold")
+    table = Table(title=Text(printable(title)), header_style="bold")
     for i, h in enumerate(header):
-        table.add_column(h, justify="left" if i < text_columns else "right")
+        table.add_column(Text(printable(h)), justify="left" if i < text_columns else "right")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(printable(c)) for c in row))
     return table
 
 

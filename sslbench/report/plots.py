@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from sslbench.escape import for_mathtext
 from sslbench.report.table import Leaderboard
 from sslbench.store import Store
 from sslbench.store.models import Metric
@@ -63,7 +64,7 @@ def plot_curves(path: Path, curves: dict[int, dict[str, list[tuple[int, float]]]
             continue
         points = sorted(by_key[key])
         ax.plot([e for e, _ in points], [v for _, v in points], marker="o", markersize=3,
-                label=labels.get(run_id, f"run {run_id}"))
+                label=for_mathtext(labels.get(run_id, f"run {run_id}")))
         drawn += 1
     if drawn:
         from matplotlib.ticker import MaxNLocator
@@ -85,7 +86,8 @@ def plot_accuracy_bars(path: Path, board: Leaderboard) -> int:
     protocols = [p for p in board.protocols if any(p in g.stats for g in board.groups)]
     if not protocols or not board.groups:
         return 0
-    names = [" ".join(str(v) for k, v in g.key.items() if k != "dataset") for g in board.groups]
+    names = [for_mathtext(" ".join(str(v) for k, v in g.key.items() if k != "dataset"))
+             for g in board.groups]
     fig, ax = plt.subplots(figsize=(max(6.4, 0.6 * len(names) * len(protocols)), 4.0), dpi=100)
     width = 0.8 / len(protocols)
     for i, p in enumerate(protocols):
@@ -96,7 +98,7 @@ def plot_accuracy_bars(path: Path, board: Leaderboard) -> int:
                 xs.append(j + (i - (len(protocols) - 1) / 2) * width)
                 means.append(100 * stat.mean)
                 errs.append(100 * (stat.std or 0.0))
-        ax.bar(xs, means, width, yerr=errs, capsize=2, label=p)
+        ax.bar(xs, means, width, yerr=errs, capsize=2, label=for_mathtext(p))
     lows = [100 * s.mean for g in board.groups for s in g.stats.values()]
     ax.set_ylim(max(0.0, min(lows) - 10), min(100.0, max(lows) + 5))
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
@@ -157,11 +159,11 @@ def plot_sweep_params(path: Path, report: Any) -> int:
                        s=160, color="tab:orange", label="best")
         if report.log_scale.get(key):
             ax.set_xscale("log")
-        ax.set_xlabel(key)
+        ax.set_xlabel(for_mathtext(key))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test top-1 (%)")
     axes[0][0].legend(fontsize=7, loc="best")
-    fig.suptitle(f"sweep {report.study}", fontsize=10)
+    fig.suptitle(for_mathtext(f"sweep {report.study}"), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
@@ -175,9 +177,9 @@ def plot_importance(path: Path, report: Any) -> int:
     plt = pyplot()
     items = sorted(report.importance.items(), key=lambda kv: kv[1])
     fig, ax = plt.subplots(figsize=(6.0, 0.5 * len(items) + 1.2), dpi=100)
-    ax.barh([k for k, _ in items], [v for _, v in items])
+    ax.barh([for_mathtext(k) for k, _ in items], [v for _, v in items])
     ax.set_xlabel("importance (fANOVA)")
-    ax.set_title(f"sweep {report.study}", fontsize=10)
+    ax.set_title(for_mathtext(f"sweep {report.study}"), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
@@ -196,4 +198,5 @@ def write_sweep_plots(report: Any, out_dir: Path) -> dict[str, int]:
 
 
 def _axis_value(value: Any) -> Any:
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
+    return (value if isinstance(value, int | float) and not isinstance(value, bool)
+            else for_mathtext(str(value)))

@@ -17,6 +17,7 @@ from typing import Any
 
 from sslbench.config import flatten
 from sslbench.errors import UserError
+from sslbench.escape import for_markdown
 from sslbench.report.table import Filters, ReportRun, load_runs
 from sslbench.store import Store
 
@@ -172,7 +173,7 @@ def render(report: SweepReport, fmt: str) -> str:
     header, rows = display_rows(report)
     imp_header, imp_rows = importance_rows(report)
     if fmt == "markdown":
-        text = f"**{title}** (objective: test top-1 %)\n\n" + export.markdown_table(
+        text = f"**{for_markdown(title)}** (objective: test top-1 %)\n\n" + export.markdown_table(
             header, rows, 4)
         if imp_rows:
             text += "\nParameter importance (fANOVA):\n\n" + export.markdown_table(

@@ -80,8 +80,11 @@ def run_reproduction(name: str, settings: ReproSettings, echo: Echo = print) -> 
     """Run reproduction ``name``; the id of its ``reproduce`` run in the store."""
     import importlib
 
+    from sslbench.store.db import check_writable, resolve_db_url
+
     check_name(name)
     check_settings(name, settings)
+    check_writable(resolve_db_url(settings.db))  # before minutes of training, not after
     module: Any = importlib.import_module(REPRODUCTIONS[name][0])
     out = Path(settings.out_dir)
     try:

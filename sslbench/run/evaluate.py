@@ -29,10 +29,11 @@ from sslbench.eval.subsets import LabelSubset, label_subset
 from sslbench.methods import build_method
 from sslbench.models import build_backbone
 from sslbench.resolve import check_dataset, config_from_dict
-from sslbench.run.lifecycle import Echo, RunContext, create_run, recording
+from sslbench.run.lifecycle import CHECKPOINT_ARTIFACT, Echo, RunContext, create_run, recording
 from sslbench.store import Store
-from sslbench.train.checkpoint import load_checkpoint, load_method_state
+from sslbench.train.checkpoint import load_checkpoint, load_weights
 from sslbench.train.device import resolve_device, seed_everything
+from sslbench.train.interrupt import StopSignals
 
 Split = tuple[torch.Tensor, torch.Tensor]  # (train features, test features)
 
@@ -214,18 +215,19 @@ def evaluate_run(run_id: int, db: str | None, protocol: str, *,
     """Run one ``protocol`` (linear, knn, semi:SPEC) on a COMPLETED pretrain run; the child id.
 
     ``overrides`` are dotted config keys (e.g. ``{"eval.knn.k": 20}``) applied to the stored
-    config; everything is validated before anything is written. ``eval_dataset``: probe the
-    encoder on this dataset instead of its pretraining one (transfer; see
-    :mod:`sslbench.data.transfer`), recorded in the child's config.
+    config; everything is validated before anything is written, and the checkpoint is loaded only
+    once it is known to be the file the run recorded (checksum) and to belong to it (uid).
+    ``eval_dataset``: probe the encoder on this dataset instead of its pretraining one (transfer;
+    see :mod:`sslbench.data.transfer`), recorded in the child's config.
     """
     if eval_dataset is not None:
         check_dataset(eval_dataset)
-    with Store.open(db, create=False) as store:
+    with StopSignals(), Store.open(db, create=False) as store:
         run = store.get_run(run_id)
         if run.kind != "pretrain":
             raise UserError(f"run {run_id} is a {run.kind} run; {protocol.split(':')[0]} takes a "
                             "pretrain run id (see `sslbench runs list --kind pretrain`)")
-        checkpoints = [a for a in run.artifacts if a.name == "checkpoint"]
+        checkpoints = [a for a in run.artifacts if a.name == CHECKPOINT_ARTIFACT]
         if run.status != "COMPLETED" or not checkpoints:
             raise UserError(f"run {run_id} is {run.status} and has no final checkpoint to "
                             "evaluate")
@@ -242,9 +244,10 @@ def evaluate_run(run_id: int, db: str | None, protocol: str, *,
                  f"{eval_dataset}: channels {transfer['channels']}, {transfer['image_size']}")
         else:
             dataset = load_run_dataset(cfg.data, cfg.train.seed)
-        state = load_checkpoint(checkpoints[-1].path)
+        recorded = checkpoints[-1]
+        state = load_checkpoint(recorded.path, sha256=recorded.sha256, owner=run.uid)
         method = build_method(cfg, dataset.info.channels)
-        load_method_state(method, state["method"])
+        load_weights(method, state, recorded.path)
         method.to(device)
         check_protocol_inputs(cfg, dataset, method)
         ctx = RunContext(store, run_id, cfg, dataset, device, echo, transfer)
@@ -281,7 +284,7 @@ def run_supervised(cfg: RunConfig, spec: LabelSpec, db: str | None, *,
               "per_class": subset.per_class, "model": dataclasses.asdict(cfg.model),
               "semi": dataclasses.asdict(cfg.eval.semi), "data": dataclasses.asdict(cfg.data),
               "seed": cfg.train.seed}
-    with Store.open(db, create=True) as store:
+    with StopSignals(), Store.open(db, create=True) as store:
         run_id = create_run(store, cfg, "supervised", device, config=config)
         with recording(store, run_id):
             seed_everything(cfg.train.seed)

@@ -20,10 +20,14 @@ from sslbench.config import RunConfig
 from sslbench.data import ImageDataset
 from sslbench.distributed.launch import backend_for
 from sslbench.errors import RunFailure, RunKilled, RunPruned, UserError
+from sslbench.escape import redact
 from sslbench.paths import writable_folder
 from sslbench.store import Store
+from sslbench.store.db import default_runs_root
+from sslbench.train.checkpoint import CheckpointOwner
 
 Echo = Callable[[str], None]
+CHECKPOINT_ARTIFACT = "checkpoint"  # the artifact name of a pretrain run's checkpoint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +50,16 @@ class RunContext:
         return create_run(self.store, self.cfg, kind, self.device, config=config,
                           parent_id=self.run_id)
 
+    def checkpoint_owner(self) -> CheckpointOwner:
+        """This run as the owner of its checkpoints: its uid, and each new checkpoint recorded
+        (path and sha256, as the run's one ``checkpoint`` artifact) before it takes its name."""
+        store, run_id = self.store, self.run_id
+
+        def commit(path: Path, sha256: str, size: int) -> None:
+            store.record_artifact(run_id, CHECKPOINT_ARTIFACT, path, sha256, size, replace=True)
+
+        return CheckpointOwner(store.get_run(run_id).uid, commit)
+
 
 def device_label(device: torch.device, world: int = 1) -> str:
     """``cpu``, ``cuda:NVIDIA H100 ...``; in a distributed run with the backend, ``cpu (gloo)``
@@ -57,49 +71,70 @@ def device_label(device: torch.device, world: int = 1) -> str:
 def create_run(store: Store, cfg: RunConfig, kind: str, device: torch.device, *,
                config: dict[str, Any] | None = None, world: int = 1,
                parent_id: int | None = None, sweep_id: str | None = None,
-               trial_number: int | None = None) -> int:
+               trial_number: int | None = None, runs_root: Path | None = None) -> int:
     """Record a RUNNING run of ``kind`` described by ``cfg`` (its method, dataset, seed and
-    backbone; ``config`` is stored instead of the full config when given); its id."""
+    backbone; ``config`` is stored instead of the full config when given); its id. With
+    ``runs_root``, its folder is ``runs_root/<its uid>``."""
     return store.create_run(
         kind=kind, method=cfg.method_name, dataset=cfg.data.dataset,
         config=cfg.to_dict() if config is None else config, seed=cfg.train.seed,
         backbone=cfg.model.backbone, device=device_label(device, world), world_size=world,
-        parent_id=parent_id, sweep_id=sweep_id, trial_number=trial_number,
+        parent_id=parent_id, sweep_id=sweep_id, trial_number=trial_number, runs_root=runs_root,
     )
+
+
+def resume_hint(store: Store, run_id: int) -> str:
+    """What continues a stopped run: ``sslbench resume`` for a pretrain run with a checkpoint,
+    the sweep for a trial, the same command again for anything else."""
+    run = store.get_run(run_id)
+    if run.kind == "trial":
+        return "run the same `sslbench sweep` command again to finish the study"
+    if run.kind != "pretrain":
+        return ("nothing to resume: evaluate the pretrain run again" if run.parent_id
+                else "nothing to resume: run the command again")
+    if any(a.name == CHECKPOINT_ARTIFACT for a in run.artifacts):
+        return f"`sslbench resume {run_id}` continues it"
+    return "it had no checkpoint yet: start it again with `sslbench pretrain`"
 
 
 @contextlib.contextmanager
 def recording(store: Store, run_id: int) -> Iterator[None]:
     """Keep the run's heartbeat while the body runs; mark the run FAILED (with the reason) or
-    KILLED if the body does not finish, COMPLETED if it does."""
+    KILLED (saying what continues it) if the body does not finish, COMPLETED if it does.
+
+    Each mark is conditional on this process still holding the run (see ``Store``): a process
+    whose run was reaped or taken over changes nothing on its way out."""
     try:
         with store.beating(run_id):
             yield
     except RunKilled as exc:
-        store.finish_run(run_id, "KILLED", failure_reason=f"{exc}; `sslbench resume {run_id}` "
-                                                          "continues it")
+        store.finish_run(run_id, "KILLED",
+                         failure_reason=f"{redact(str(exc))}; {resume_hint(store, run_id)}")
         raise RunKilled(f"run {run_id}: {exc}", exc.exit_code - 128) from None
     except KeyboardInterrupt:
-        store.finish_run(run_id, "KILLED", failure_reason="interrupted (Ctrl-C)")
+        store.finish_run(run_id, "KILLED",
+                         failure_reason=f"interrupted (Ctrl-C); {resume_hint(store, run_id)}")
         raise
     except RunPruned as exc:
-        store.finish_run(run_id, "PRUNED", failure_reason=str(exc))
+        store.finish_run(run_id, "PRUNED", failure_reason=redact(str(exc)))
         raise
     except torch.cuda.OutOfMemoryError as exc:
         reason = f"out of GPU memory: {str(exc).splitlines()[0]}"
         store.finish_run(run_id, "FAILED", failure_reason=reason)
         raise RunFailure(f"run {run_id}: {reason}") from None
     except (RunFailure, UserError) as exc:
-        store.finish_run(run_id, "FAILED", failure_reason=str(exc))
+        store.finish_run(run_id, "FAILED", failure_reason=redact(str(exc)))
         raise RunFailure(f"run {run_id}: {exc}") from None
     except BaseException as exc:
-        store.finish_run(run_id, "FAILED", failure_reason=f"{type(exc).__name__}: {exc}")
+        store.finish_run(run_id, "FAILED", failure_reason=redact(f"{type(exc).__name__}: {exc}"))
         raise
     else:
         store.finish_run(run_id, "COMPLETED")
 
 
-def check_output_dir(path: str) -> Path:
-    """The checkpoint root ``train.output_dir``, created and writable, or a UserError."""
-    return writable_folder(Path(path).expanduser().resolve(), "output dir",
-                           "pass train.output_dir=DIR with a writable folder")
+def runs_root(output_dir: str | None, db_url: str) -> Path:
+    """Where run folders go: ``train.output_dir`` if set, else the folder that belongs to the
+    database (``results.sqlite`` → ``results.runs/`` beside it); created and writable, or a
+    UserError."""
+    root = (Path(output_dir).expanduser() if output_dir else default_runs_root(db_url)).resolve()
+    return writable_folder(root, "output dir", "pass train.output_dir=DIR with a writable folder")

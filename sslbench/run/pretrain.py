@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -41,23 +42,29 @@ from sslbench.distributed.launch import (
     shutdown,
     worker_device,
 )
-from sslbench.errors import RunFailure, UserError
+from sslbench.errors import RunFailure, RunKilled, UserError
+from sslbench.escape import redact
+from sslbench.files import file_sha256
 from sslbench.methods import build_method
+from sslbench.process import become_worker
 from sslbench.resolve import config_from_dict
 from sslbench.run.evaluate import check_protocol_inputs, run_protocols
 from sslbench.run.lifecycle import (
+    CHECKPOINT_ARTIFACT,
     Echo,
     RunContext,
-    check_output_dir,
     create_run,
     device_label,
     recording,
+    resume_hint,
+    runs_root,
 )
 from sslbench.run.monitor import EpochMonitor
-from sslbench.store import Store, resolve_db_url
+from sslbench.store import RunRecord, Store, resolve_db_url
+from sslbench.store.db import check_writable
 from sslbench.store.files import apply_removal, plan_removal
 from sslbench.train.checkpoint import (
-    CHECKPOINT_NAME,
+    check_fits,
     check_resumable,
     load_checkpoint,
     load_method_state,
@@ -65,7 +72,7 @@ from sslbench.train.checkpoint import (
 )
 from sslbench.train.device import resolve_device, seed_everything
 from sslbench.train.interrupt import StopSignals
-from sslbench.train.loop import pretrain
+from sslbench.train.loop import optimization, pretrain
 from sslbench.train.retention import CheckpointKeeper
 
 
@@ -97,7 +104,7 @@ def run_pretrain(cfg: RunConfig, db: str | None, *, echo: Echo = print,
     loaded from ``cfg``.
     """
     if launched_worker():  # under torchrun: this process is one of the workers
-        return _distributed_worker(cfg.to_dict(), db, None, show_progress, False)
+        return _distributed_worker(cfg.to_dict(), db, None, show_progress, None)
     plan = plan_launch(cfg.train.gpus, cfg.train.procs, launch_options or LaunchOptions(),
                        torch.cuda.device_count())
     if plan is not None and hooks is not None:
@@ -112,17 +119,21 @@ def run_pretrain(cfg: RunConfig, db: str | None, *, echo: Echo = print,
     seed_everything(cfg.train.seed)
     method = build_method(cfg, dataset.info.channels)
     check_protocol_inputs(cfg, dataset, method)
-    resolve_db_url(db)  # a bad --db is bad input too: found before the output dir is made
+    # a bad or read-only --db is bad input too: found before the output dir is made
+    url = resolve_db_url(db)
+    check_writable(url)
     _check_tensorboard(cfg)
-    out_root = check_output_dir(cfg.train.output_dir)
+    root = runs_root(cfg.train.output_dir, url)
     if plan is not None:
-        return _launch_workers(cfg, db, plan, device, echo, show_progress)
+        return _launch_workers(cfg, db, plan, device, echo, show_progress, root)
     hooks = hooks or RunHooks()
-    with Store.open(db, create=True) as store:
+    # From here a signal stops the run cleanly: KILLED with what continues it, 128 + signal.
+    with StopSignals() as stop, Store.open(db, create=True) as store:
         run_id = create_run(store, cfg, hooks.kind, device, parent_id=hooks.parent_id,
-                            sweep_id=hooks.sweep_id, trial_number=hooks.trial_number)
+                            sweep_id=hooks.sweep_id, trial_number=hooks.trial_number,
+                            runs_root=root)
         ctx = RunContext(store, run_id, cfg, dataset, device, echo)
-        return _start(ctx, method, out_root, show_progress, hooks)
+        return _start(ctx, method, show_progress, hooks, stop)
 
 
 def _check_tensorboard(cfg: RunConfig) -> None:
@@ -138,32 +149,33 @@ def _check_batch(cfg: RunConfig, dataset: ImageDataset, world: int) -> None:
     collectives.check_batch_split(cfg.train.batch_size, world)
 
 
-def _start(ctx: RunContext, method: nn.Module, out_root: Path, show_progress: bool,
-           hooks: RunHooks) -> int:
-    """Give the recorded run its folder, say what it is, train and evaluate it."""
+def _start(ctx: RunContext, method: nn.Module, show_progress: bool, hooks: RunHooks,
+           stop: StopSignals, resume_from: dict[str, Any] | None = None) -> int:
+    """Say what the recorded run is, train and evaluate it in its folder."""
     if hooks.on_start is not None:
         hooks.on_start(ctx.run_id)
-    run_dir = out_root / str(ctx.run_id)
-    ctx.store.set_run_dir(ctx.run_id, run_dir)
     cfg, world = ctx.cfg, collectives.world_size()
     label = device_label(ctx.device, world)
     ctx.echo(f"run {ctx.run_id}: pretrain {cfg.method_name} on {cfg.data.dataset} "
              f"({ctx.dataset.pretrain_images.shape[0]} images from {ctx.dataset.source}) on "
              f"{label if world == 1 else f'{world} x {label}'}, "
              f"{cfg.train.epochs} epochs, batch {cfg.train.batch_size}")
-    _train_and_evaluate(ctx, method, run_dir, show_progress, hooks)
+    _train_and_evaluate(ctx, method, show_progress, hooks, stop, resume_from)
     return ctx.run_id
 
 
-def _train_and_evaluate(ctx: RunContext, method: nn.Module, run_dir: Path, show_progress: bool,
-                        hooks: RunHooks, resume_from: dict[str, Any] | None = None) -> None:
-    """Train (from scratch or from ``resume_from``), record the outcome, run the protocols."""
+def _train_and_evaluate(ctx: RunContext, method: nn.Module, show_progress: bool,
+                        hooks: RunHooks, stop: StopSignals,
+                        resume_from: dict[str, Any] | None = None) -> None:
+    """Train (from scratch or from ``resume_from``), record the outcome, run the protocols.
+    Checkpoints go to the run's folder, each recorded in its row before it counts."""
     store, run_id = ctx.store, ctx.run_id
     done = store.get_run(run_id).metrics if resume_from is not None else []
     keeper = CheckpointKeeper(ctx.cfg.train.keep_checkpoints,
                               [(m.epoch, m.value) for m in done
                                if m.key == "loss" and m.epoch is not None])
-    with StopSignals() as stop, recording(store, run_id), _live_curves(ctx) as curves:
+    with recording(store, run_id), _live_curves(ctx) as curves:
+        run_dir = Path(store.get_run(run_id).run_dir or "")
         run_dir.mkdir(parents=True, exist_ok=True)
         monitor = EpochMonitor(ctx, method)
 
@@ -179,13 +191,13 @@ def _train_and_evaluate(ctx: RunContext, method: nn.Module, run_dir: Path, show_
 
         result = pretrain(ctx.cfg, ctx.dataset, method, ctx.device, run_dir, log_epoch,
                           show_progress, resume_from=resume_from, stop=stop,
-                          on_checkpoint=keeper)
+                          owner=ctx.checkpoint_owner(), on_checkpoint=keeper)
         _keep_checkpoints(ctx, method, keeper, result.checkpoint)
         store.update_summary(run_id, loss=result.final_loss, img_per_s=result.images_per_s,
                              train_s=result.seconds)
     ctx.echo(f"run {run_id}: done in {result.seconds:.0f}s, final loss {result.final_loss:.4f}, "
              f"{result.images_per_s:.0f} img/s")
-    run_protocols(ctx, method)
+    run_protocols(ctx, method)  # still under ``stop``: a signal ends the evaluation KILLED
     with _live_curves(ctx) as curves:
         if curves is not None:
             curves.add_tagged(tensorboard.evaluation_scalars(store.children(run_id)),
@@ -200,9 +212,14 @@ def _train_and_evaluate(ctx: RunContext, method: nn.Module, run_dir: Path, show_
 def _keep_checkpoints(ctx: RunContext, method: nn.Module, keeper: CheckpointKeeper,
                       checkpoint: Path) -> None:
     """Record the checkpoints ``train.keep_checkpoints`` keeps; with ``best``, the method takes
-    the best epoch's weights, which its evaluations then evaluate."""
+    the best epoch's weights, which its evaluations then evaluate (and the ``checkpoint``
+    artifact's checksum becomes the best file's)."""
     for name, path in keeper.finish(checkpoint).items():
-        ctx.store.add_artifact(ctx.run_id, name, path)
+        if name == CHECKPOINT_ARTIFACT:
+            ctx.store.record_artifact(ctx.run_id, name, path, file_sha256(path),
+                                      path.stat().st_size, replace=True)
+        else:
+            ctx.store.add_artifact(ctx.run_id, name, path)
     if keeper.policy == "best" and keeper.best_epoch is not None:
         load_method_state(method, load_checkpoint(checkpoint)["method"])
         ctx.store.update_summary(ctx.run_id, checkpoint_epoch=keeper.best_epoch)
@@ -222,67 +239,99 @@ def _live_curves(ctx: RunContext) -> contextlib.AbstractContextManager[
 # -- distributed runs ------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class _Recorded:
+    """What the launcher hands its workers: the run it recorded, the claim by which it holds
+    it, and (resuming) the checkpoint to continue from, with its recorded checksum."""
+
+    run_id: int
+    claim: str
+    checkpoint: tuple[str, str] | None = None  # (path, sha256)
+
+
 def _launch_workers(cfg: RunConfig, db: str | None, plan: LaunchPlan, device: torch.device,
-                    echo: Echo, show_progress: bool) -> int | None:
-    """Record the run (on node 0), start this node's workers, wait; a worker's failure marks
-    the run FAILED with its rank and reason, unless rank 0 had finished the pretraining (then
-    the failure was an evaluation's, recorded on that evaluation's run)."""
-    args = (cfg.to_dict(), db, None, show_progress, True)
+                    echo: Echo, show_progress: bool, root: Path) -> int | None:
+    """Record the run (on node 0), start this node's workers, wait (see :func:`_supervise`)."""
     if plan.options.node_rank > 0:  # node 0 records the run; this node's ranks never write
-        launch(_distributed_worker, args, plan)
+        launch(_distributed_worker, (cfg.to_dict(), db, None, show_progress, os.getpid()), plan)
         return None
     with Store.open(db, create=True) as store:
-        run_id = create_run(store, cfg, "pretrain", device, world=plan.world_size)
+        run_id = create_run(store, cfg, "pretrain", device, world=plan.world_size,
+                            runs_root=root)
         echo(f"run {run_id}: starting {plan.world_size} workers "
              f"({plan.nproc_per_node} per node on {plan.options.nnodes} node(s), "
              f"{backend_for(device)})")
-        try:
-            launch(_distributed_worker, (*args[:2], run_id, *args[3:]), plan,
-                   run_name=f"sslbench-run-{run_id}")
-        except BaseException as exc:
-            if store.get_run(run_id).status != "COMPLETED":
-                interrupted = isinstance(exc, KeyboardInterrupt)
-                store.finish_run(run_id, "KILLED" if interrupted else "FAILED",
-                                 failure_reason="interrupted" if interrupted
-                                 else (str(exc) or type(exc).__name__))
-            if isinstance(exc, RunFailure):
-                raise RunFailure(f"run {run_id}: {exc}") from None
-            raise
+        _supervise(store, run_id, cfg, db, plan, show_progress)
     return run_id
 
 
-def _distributed_worker(config: dict[str, Any], db: str | None, run_id: int | None,
-                        show_progress: bool, launched_by_sslbench: bool) -> int | None:
-    """One worker of a distributed run: rank 0 records (the run ``run_id``, or a new one when
-    None) and evaluates as a single process would; the other ranks only train."""
+def _supervise(store: Store, run_id: int, cfg: RunConfig, db: str | None, plan: LaunchPlan,
+               show_progress: bool, checkpoint: tuple[str, str] | None = None) -> None:
+    """Run the workers of a recorded run, handing rank 0 this process's claim on it. A signal
+    to this process reaches the workers once (they stop together; rank 0 records KILLED) and
+    ends it with 128 + the signal; a worker's failure marks the run FAILED with its rank and
+    reason. Either mark is conditional on the claim: what rank 0 recorded (a COMPLETED
+    pretraining whose evaluation failed, a KILLED run with its checkpoint) is kept."""
+    recorded = _Recorded(run_id, store.claim_token(run_id) or "", checkpoint)
+    try:
+        launch(_distributed_worker, (cfg.to_dict(), db, recorded, show_progress, os.getpid()),
+               plan, run_name=f"sslbench-run-{run_id}")
+    except RunKilled as exc:
+        store.finish_run(run_id, "KILLED",
+                         failure_reason=f"{exc}; {resume_hint(store, run_id)}")
+        raise RunKilled(f"run {run_id}: {exc}", exc.exit_code - 128) from None
+    except BaseException as exc:
+        store.finish_run(run_id, "FAILED", failure_reason=redact(str(exc) or type(exc).__name__))
+        if isinstance(exc, RunFailure):
+            raise RunFailure(f"run {run_id}: {exc}") from None
+        raise
+
+
+def _distributed_worker(config: dict[str, Any], db: str | None, recorded: _Recorded | None,
+                        show_progress: bool, launcher_pid: int | None) -> int | None:
+    """One worker of a distributed run: rank 0 records (the run the launcher recorded, or a new
+    one under torchrun) and evaluates as a single process would; the other ranks only train.
+    Every rank stops at the same step on a signal (see :func:`~sslbench.train.loop.pretrain`).
+    """
+    if launcher_pid is not None:
+        become_worker(launcher_pid)
     cfg = config_from_dict(config)
     try:
-        use_gpus = cfg.train.procs == 1 and resolve_device(cfg.train.gpus).type == "cuda"
-        device = init_worker(use_gpus)
-        # Launched by sslbench, the launcher has fetched the data; under torchrun, each worker may.
-        dataset = load_run_dataset(cfg.data, cfg.train.seed,
-                                   download=cfg.data.download and not launched_by_sslbench)
-        world = collectives.world_size()
-        collectives.check_batch_split(cfg.train.batch_size, world)
-        seed_everything(cfg.train.seed)
-        method = build_method(cfg, dataset.info.channels)
-        if collectives.is_main():
-            out_root = check_output_dir(cfg.train.output_dir)
-            _check_tensorboard(cfg)
+        with StopSignals() as stop:
+            use_gpus = cfg.train.procs == 1 and resolve_device(cfg.train.gpus).type == "cuda"
+            device = init_worker(use_gpus)
+            # Launched by sslbench, the launcher has fetched the data; under torchrun, each may.
+            dataset = load_run_dataset(cfg.data, cfg.train.seed,
+                                       download=cfg.data.download and launcher_pid is None)
+            world = collectives.world_size()
+            collectives.check_batch_split(cfg.train.batch_size, world)
+            seed_everything(cfg.train.seed)
+            method = build_method(cfg, dataset.info.channels)
+            state = None
+            if recorded is not None and recorded.checkpoint is not None:
+                path, sha256 = recorded.checkpoint
+                state = load_checkpoint(path, sha256=sha256)
+            if not collectives.is_main():
+                pretrain(cfg, dataset, method, device, Path(), show_progress=False, stop=stop,
+                         resume_from=state)
+                return None
+            _check_tensorboard(cfg)  # under torchrun, rank 0 is the first to see the config
             with Store.open(db, create=True) as store:
-                if run_id is None:
-                    run_id = create_run(store, cfg, "pretrain", device, world=world)
+                if recorded is None:
+                    run_id = create_run(store, cfg, "pretrain", device, world=world,
+                                        runs_root=runs_root(cfg.train.output_dir, store.url))
+                else:
+                    run_id = recorded.run_id
+                    store.hold(run_id, recorded.claim)
                 ctx = RunContext(store, run_id, cfg, dataset, device, print)
-                return _start(ctx, method, out_root, show_progress, RunHooks())
-        pretrain(cfg, dataset, method, device, Path(cfg.train.output_dir), show_progress=False)
-        return None
+                return _start(ctx, method, show_progress, RunHooks(), stop, resume_from=state)
     except BaseException as exc:
         record_failure(exc)
-        if not launched_by_sslbench:
+        if launcher_pid is None:
             raise
-        if not isinstance(exc, RunFailure | UserError | KeyboardInterrupt):
+        if not isinstance(exc, RunFailure | UserError | RunKilled):
             traceback.print_exc()
-        raise SystemExit(1) from None  # the reason is in the launcher's error file
+        raise SystemExit(exc.exit_code if isinstance(exc, RunKilled) else 1) from None
     finally:
         shutdown()
 
@@ -298,8 +347,11 @@ def resume_pretrain(run_id: int, db: str | None, *, data_dir: str | None = None,
     """Continue a KILLED or FAILED pretrain run from its last checkpoint, in the same row, then
     run its evaluation protocols; returns the run id.
 
-    The run becomes RUNNING again (``resumes`` + 1); metric rows of epochs after the checkpoint
-    are replaced. Everything is checked before the row is touched.
+    Everything is checked before the row is touched: the checkpoint must be the file the run
+    recorded (checksum) and belong to it (uid), and must load into the run's method, optimizer
+    and schedule. Then one conditional update claims the run (of two ``resume`` commands, the
+    second is refused); it becomes RUNNING again (``resumes`` + 1), and metric rows of epochs
+    after the checkpoint are replaced. A distributed run is relaunched at its world size.
     """
     with Store.open(db, create=False) as store:
         run = store.get_run(run_id)
@@ -310,8 +362,8 @@ def resume_pretrain(run_id: int, db: str | None, *, data_dir: str | None = None,
         if run.status not in RESUMABLE:
             raise UserError(f"run {run_id} is {run.status}; only a KILLED or FAILED run can be "
                             "resumed")
-        checkpoint = Path(run.run_dir or "") / CHECKPOINT_NAME
-        if run.run_dir is None or not checkpoint.is_file():
+        recorded = next((a for a in run.artifacts if a.name == CHECKPOINT_ARTIFACT), None)
+        if recorded is None:
             raise UserError(f"run {run_id} has no checkpoint to resume from (it stopped before "
                             "its first epoch ended); start it again with `sslbench pretrain`")
         stored = dict(run.config)
@@ -319,17 +371,45 @@ def resume_pretrain(run_id: int, db: str | None, *, data_dir: str | None = None,
             stored["data"] = {**stored["data"], "data_dir": data_dir}
         cfg = config_from_dict(stored)
         _check_tensorboard(cfg)
-        device = resolve_device(gpus if gpus is not None else cfg.train.gpus)
-        state = load_checkpoint(checkpoint)
-        check_resumable(state, checkpoint)
+        plan = _resume_plan(run, cfg, gpus)
+        device = (resolve_device(gpus if gpus is not None else cfg.train.gpus) if plan is None
+                  else worker_device(plan.use_gpus, 0))
+        state = load_checkpoint(recorded.path, sha256=recorded.sha256, owner=run.uid)
+        check_resumable(state, recorded.path)
         dataset = load_run_dataset(cfg.data, cfg.train.seed)
         seed_everything(cfg.train.seed)
         method = build_method(cfg, dataset.info.channels)
+        check_fits(state, method, *optimization(cfg, method, dataset.pretrain_images.shape[0]),
+                   recorded.path)
         at = position_of(state)
-        store.resume_run(run_id, epochs_done=at.epochs_done)
-        echo(f"run {run_id}: resume {cfg.method_name} on {cfg.data.dataset} at epoch "
-             f"{at.epochs_done + 1}/{cfg.train.epochs} (step {at.step}) on {device}")
-        ctx = RunContext(store, run_id, cfg, dataset, device, echo)
-        _train_and_evaluate(ctx, method, checkpoint.parent, show_progress, RunHooks(),
-                            resume_from=state)
+        with StopSignals() as stop:
+            store.resume_run(run_id, epochs_done=at.epochs_done)
+            where = str(device) if plan is None else f"{plan.world_size} workers"
+            echo(f"run {run_id}: resume {cfg.method_name} on {cfg.data.dataset} at epoch "
+                 f"{at.epochs_done + 1}/{cfg.train.epochs} (step {at.step}) on {where}")
+            if plan is not None:
+                _supervise(store, run_id, cfg, db, plan, show_progress,
+                           checkpoint=(recorded.path, recorded.sha256))
+                return run_id
+            ctx = RunContext(store, run_id, cfg, dataset, device, echo)
+            _train_and_evaluate(ctx, method, show_progress, RunHooks(), stop, resume_from=state)
         return run_id
+
+
+def _resume_plan(run: RunRecord, cfg: RunConfig, gpus: int | None) -> LaunchPlan | None:
+    """The launch that continues ``run`` at the world size it trained with (None: one process),
+    or a UserError saying why this machine cannot."""
+    if run.world_size == 1:
+        if gpus is not None and gpus > 1:
+            raise UserError(f"run {run.id} trained in one process; resume it with --gpus 0 or 1")
+        return None
+    if gpus is not None and gpus != cfg.train.gpus:
+        raise UserError(f"run {run.id} trained on {run.world_size} workers ({run.device}); it "
+                        "resumes on the same ones: drop --gpus")
+    plan = plan_launch(cfg.train.gpus, cfg.train.procs, LaunchOptions(),
+                       torch.cuda.device_count())
+    if plan is None or plan.world_size != run.world_size:
+        raise UserError(f"run {run.id} trained on {run.world_size} workers across nodes; a "
+                        "resume starts the workers of one node only: start it again with "
+                        "`sslbench pretrain`")
+    return plan

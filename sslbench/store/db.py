@@ -22,7 +22,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, StaticPool
 
 from sslbench.errors import UserError
 from sslbench.store.models import LEGACY_VERSION_TABLE, VERSION_TABLE
@@ -56,9 +56,14 @@ def resolve_db_url(db: str | None) -> str:
             raise UserError(f"--db {value!r}: no database driver for "
                             f"{value.split('://')[0]!r}") from None
         return value
-    path = Path(value).expanduser().absolute()
-    if not path.parent.is_dir():
-        raise UserError(f"directory {str(path.parent)!r} for --db {value!r} does not exist")
+    try:
+        path = Path(value).expanduser().absolute()
+        if not path.parent.is_dir():
+            raise UserError(f"directory {str(path.parent)!r} for --db {value!r} does not exist")
+        if path.is_dir():
+            raise UserError(f"--db {value!r} is a folder; pass a database file")
+    except (OSError, ValueError, RuntimeError) as exc:  # a NUL byte, an unknown ~user, ENAMETOOLONG
+        raise UserError(f"--db {value!r} is not a usable path ({exc})") from None
     return f"sqlite:///{path}"
 
 
@@ -68,6 +73,13 @@ def sqlite_path(url: str | URL) -> Path | None:
     if sa_url.get_backend_name() != "sqlite" or sa_url.database in (None, "", ":memory:"):
         return None
     return Path(sa_url.database)
+
+
+def default_runs_root(url: str) -> Path:
+    """The folder of a database's run files: beside a SQLite file (``results.sqlite`` →
+    ``results.runs``), else ``./sslbench.runs``. Each run's folder in it is named by its uid."""
+    path = sqlite_path(url)
+    return path.with_name(path.stem + ".runs") if path else Path("sslbench.runs").absolute()
 
 
 def display_name(url: str) -> str:
@@ -101,11 +113,15 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def open_engine(url: str, *, create: bool) -> Engine:
-    """An engine on a database holding the current store schema.
+def open_engine(url: str, *, create: bool, read: bool = False) -> tuple[Engine, bool]:
+    """An engine on a database holding the current store schema, and whether it is a read-only
+    snapshot.
 
-    `create=False` (read-only commands) refuses a SQLite file that does not exist instead of
-    creating it. An existing database is first inspected without writing to it.
+    `create=False` (commands that need existing runs) refuses a SQLite file that does not exist
+    instead of creating it. An existing database is first inspected without writing to it. A
+    SQLite file that cannot be written (its file or its folder is read-only) is, for `read`
+    commands, copied into memory and upgraded there (the file is never touched); for the
+    others, a `UserError`.
     """
     path = sqlite_path(url)
     if path is not None and not path.exists():
@@ -113,17 +129,67 @@ def open_engine(url: str, *, create: bool) -> Engine:
             raise UserError(
                 f"no database at {path} (run `sslbench pretrain ...` first or pass --db)"
             )
-        needs_migration = True
+        check_writable(url)
+        needs_migration, read_only = True, False
+        engine = make_engine(url)
+    elif path is not None and not (_writable(path) and _writable(path.parent)):
+        if not read:
+            check_writable(url)
+        engine, read_only = _snapshot_engine(path), True
+        with engine.connect() as conn:
+            needs_migration = _schema_revision(conn, url) != (_head_revision(), False)
     else:
-        needs_migration = stored_revision(url) != (_head_revision(), False)
-    engine = make_engine(url)
+        needs_migration, read_only = stored_revision(url) != (_head_revision(), False), False
+        engine = make_engine(url)
     if needs_migration:
         try:
             _migrate(engine, url)
         except BaseException:
             engine.dispose()
             raise
-    return engine
+    return engine, read_only
+
+
+def check_writable(url: str) -> None:
+    """A SQLite database that cannot be created or written here (a read-only file or folder)
+    is bad input for a command that records: one line, before anything is done."""
+    path = sqlite_path(url)
+    if path is None:
+        return
+    if not path.exists() and not _writable(path.parent):
+        raise UserError(f"cannot create DB {str(path)!r}: folder {str(path.parent)!r} is "
+                        "read-only; pass --db with a writable path")
+    if path.exists() and not (_writable(path) and _writable(path.parent)):
+        raise UserError(f"DB {str(path)!r} is read-only (the file or its folder cannot be "
+                        "written); pass --db with a writable copy")
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write ``path`` (a file, or a folder to create files in)."""
+    return os.access(path, os.W_OK | (os.X_OK if path.is_dir() else 0))
+
+
+def _snapshot_engine(path: Path) -> Engine:
+    """An engine on an in-memory copy of a SQLite file opened read-only. A database in WAL mode
+    in a read-only folder cannot make its shared-memory file; it is then read as immutable."""
+    memory = sqlite3.connect(":memory:", check_same_thread=False)
+    error: Exception = sqlite3.DatabaseError("unreadable")
+    for options in ("mode=ro", "mode=ro&immutable=1"):
+        try:
+            source = sqlite3.connect(f"{path.absolute().as_uri()}?{options}", uri=True)
+        except sqlite3.Error:
+            continue
+        try:
+            source.backup(memory)
+            break
+        except sqlite3.DatabaseError as exc:
+            error = exc
+        finally:
+            source.close()
+    else:
+        memory.close()
+        raise UserError(f"cannot open DB {str(path)!r} read-only ({_first_line(error)})")
+    return create_engine("sqlite://", creator=lambda: memory, poolclass=StaticPool)
 
 
 def stored_revision(url: str) -> tuple[str | None, bool]:
@@ -146,8 +212,10 @@ def upgrade_database(url: str) -> tuple[str | None, str | None]:
     path = sqlite_path(url)
     if path is not None and not path.exists():
         raise UserError(f"no database at {path} (nothing to upgrade)")
+    check_writable(url)
     before, _ = stored_revision(url)
-    open_engine(url, create=False).dispose()
+    engine, _ = open_engine(url, create=False)
+    engine.dispose()
     return before, _head_revision()
 
 
@@ -233,7 +301,12 @@ def _schema_revision(conn: Connection, url: str) -> tuple[str | None, bool]:
 
 def _version(conn: Connection, table: str) -> str | None:
     context = MigrationContext.configure(conn, opts={"version_table": table})
-    return context.get_current_revision()
+    heads = context.get_current_heads()
+    if len(heads) > 1:
+        raise UserError(f"DB version table {table!r} holds {len(heads)} revisions "
+                        f"({', '.join(sorted(heads))}) where there must be one; it was edited by "
+                        "hand or by another tool: restore a backup")
+    return heads[0] if heads else None
 
 
 def _probe_engine(url: str, path: Path | None) -> Engine:

@@ -7,6 +7,7 @@ The schema itself is created and changed only by the Alembic revisions in
 from __future__ import annotations
 
 import math
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -82,6 +83,11 @@ VERSION_TABLE = "sslbench_alembic_version"
 LEGACY_VERSION_TABLE = "alembic_version"
 
 
+def new_uid() -> str:
+    """A fresh run uid or claim token: 32 random hex digits (uuid4)."""
+    return uuid.uuid4().hex
+
+
 class Base(DeclarativeBase):
     """Declarative base holding the store's metadata."""
 
@@ -122,6 +128,12 @@ class Run(Base):
     run_dir: Mapped[str | None] = mapped_column(Text)  # absolute; checkpoints live here
     pid: Mapped[int | None] = mapped_column(Integer)  # the process running it on `host`
     resumes: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # Globally unique: names the run's folder and is written into every file the run writes, so
+    # no two databases (or runs) can take each other's files for their own.
+    uid: Mapped[str] = mapped_column(String(32), unique=True, default=new_uid)
+    # The token of the process that holds the run (NULL when none does): every change of state
+    # and every write is conditional on it, so two processes never both own a run.
+    claim: Mapped[str | None] = mapped_column(String(32))
 
 
 class Metric(Base):

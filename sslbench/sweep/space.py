@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from sslbench.config.parse import read_yaml
 from sslbench.errors import ConfigError
 
 OBJECTIVES = ("knn", "linear")
@@ -118,17 +117,9 @@ def default_space(method: str) -> SearchSpace:
 
 def load_space(path: str | Path) -> SearchSpace:
     """Parse and check a space file; any problem is a one-line :class:`ConfigError`."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"search space {str(p)!r} does not exist; pass --space FILE.yaml "
-                          f"(examples in {shipped_spaces_dir()})")
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" line {where.line + 1}" if where is not None else ""
-        raise ConfigError(f"search space {p.name}{line}: not valid YAML") from None
-    return parse_space(raw, source=p.name)
+    raw = read_yaml(path, "search space", f"; pass --space FILE.yaml (examples in "
+                                          f"{shipped_spaces_dir()})")
+    return parse_space(raw, source=Path(path).name)
 
 
 def parse_space(raw: Any, source: str = "<inline>") -> SearchSpace:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import statistics
 from datetime import UTC, datetime
 from typing import Any
@@ -10,13 +11,14 @@ import optuna
 from optuna.trial import TrialState
 
 from sslbench.errors import UserError
+from sslbench.escape import for_terminal, printable
 from sslbench.formatting import format_duration
 from sslbench.store import Store
 from sslbench.sweep.study import open_storage
 
 
 def load_study(name: str, storage: str | None, store: Store) -> optuna.Study:
-    optuna_storage, _ = open_storage(storage, store.url)
+    optuna_storage, _ = open_storage(storage, store.url, read=True)
     try:
         return optuna.load_study(study_name=name, storage=optuna_storage)
     except KeyError:
@@ -54,8 +56,9 @@ def status_table(name: str, storage: str | None, store: Store) -> Any:
 
     info = summary(load_study(name, storage, store))
     head = Table(show_header=False, box=None)
-    head.add_row("study", str(info["study"]))
-    head.add_row("method", f"{info['method']} (objective: {info['objective']} top-1)")
+    head.add_row("study", for_terminal(str(info["study"])))
+    head.add_row("method", for_terminal(f"{info['method']} (objective: {info['objective']} "
+                                        "top-1)"))
     states = ", ".join(f"{k.lower()} {v}" for k, v in info["states"].items() if v)
     head.add_row("trials", f"{states or 'none'} (budget {info['budget']})")
     if info["best_value"] is not None:
@@ -74,7 +77,7 @@ def status_table(name: str, storage: str | None, store: Store) -> Any:
                       t.state.name,
                       "-" if t.value is None else f"{100 * t.value:.2f}",
                       str(t.user_attrs.get("run_id", "-")),
-                      ", ".join(f"{k}={_short(v)}" for k, v in t.params.items()),
+                      for_terminal(", ".join(f"{k}={_short(v)}" for k, v in t.params.items())),
                       format_duration(duration))
     return Group(head, table)
 
@@ -88,19 +91,40 @@ def best_command(name: str, storage: str | None, store: Store) -> str:
     import yaml
 
     run = store.get_run(int(info["best_run"]))
-    params = " ".join(f"{k}={_short(v)}" for k, v in info["best_params"].items())
-    fixed = store_fixed(run.config)
-    return (f"# best of study {name}: trial {info['best_trial']}, run {run.id}, "
+    return (f"# best of study {printable(name)}: trial {info['best_trial']}, run {run.id}, "
             f"{info['objective']} top-1 {100 * info['best_value']:.2f} %\n"
-            f"# re-run: sslbench pretrain {info['method']} {fixed}{params}\n"
+            f"# re-run: {rerun_command(run.method, run.config)}\n"
             + yaml.safe_dump(run.config, sort_keys=True))
 
 
-def store_fixed(config: dict[str, Any]) -> str:
-    train = config.get("train", {})
-    data = config.get("data", {})
-    return (f"--dataset {data.get('dataset', 'fashion-mnist')} "
-            f"--epochs {train.get('epochs')} ")
+def rerun_command(method: str, config: dict[str, Any]) -> str:
+    """The ``sslbench pretrain`` command that trains ``config`` again: every key that differs
+    from the method's defaults on its dataset (the sweep's fixed keys and the trial's values),
+    floats in full precision, each argument quoted for a POSIX shell."""
+    from sslbench.config import flatten
+    from sslbench.resolve import resolve_config
+
+    values = flatten(config)
+    dataset = str(values.get("data.dataset", "fashion-mnist"))
+    defaults = flatten(resolve_config(method, flags={"data.dataset": dataset}).to_dict())
+    args = ["sslbench", "pretrain", method, "--dataset", dataset]
+    args += [f"{key}={_cli_value(value)}" for key, value in sorted(values.items())
+             if key != "data.dataset" and value != defaults.get(key, _ABSENT)]
+    return shlex.join(args)
+
+
+_ABSENT = object()
+
+
+def _cli_value(value: Any) -> str:
+    """A config value as ``key=value`` takes it back: lists comma-separated, floats by repr."""
+    if isinstance(value, list):
+        return ",".join(_cli_value(v) for v in value)
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 def _short(value: Any) -> str:

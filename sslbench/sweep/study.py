@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import socket
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ import optuna
 from optuna.trial import TrialState
 
 from sslbench.errors import UserError
+from sslbench.escape import redact
 from sslbench.store import STALE_HEARTBEAT_S, Store
 from sslbench.store.api import process_alive
 from sslbench.sweep.space import Param, SearchSpace, active
@@ -46,23 +48,76 @@ def journal_path_for(db_url: str) -> Path:
     return Path("sslbench.optuna.log").resolve()
 
 
-def open_storage(storage: str | None, db_url: str) -> tuple[optuna.storages.BaseStorage, Path]:
-    """The Optuna storage and the lock file that serialises local workers."""
+def open_storage(storage: str | None, db_url: str, *, read: bool = False
+                 ) -> tuple[optuna.storages.BaseStorage, Path]:
+    """The Optuna storage and the lock file that serialises local workers. ``read``: for the
+    commands that only look, a journal file that does not exist is an error, never created."""
     if storage is None or not storage.startswith(("postgresql", "mysql", "sqlite")):
         path = Path(storage) if storage else journal_path_for(db_url)
-        path.parent.mkdir(parents=True, exist_ok=True)
         from optuna.storages.journal import JournalFileBackend
 
+        check_journal(path)
+        if read and not path.exists():
+            raise UserError(f"no sweep journal at {str(path)!r} (no study yet, or pass "
+                            "--storage with the study's journal)")
         backend = JournalFileBackend(str(path))
         # Not "<journal>.lock": Optuna's own journal lock uses that name.
         return optuna.storages.JournalStorage(backend), path.with_name(path.name + ".workers.lock")
+    shown = redact(storage)
     try:
         rdb = optuna.storages.RDBStorage(storage, engine_kwargs={"pool_pre_ping": True})
     except Exception as exc:  # bad URL, server down, driver missing
-        reason = " ".join(str(exc).split())[:200]
-        raise UserError(f"--storage {storage!r}: cannot open ({reason})") from None
+        reason = redact(" ".join(str(exc).split())[:200])
+        raise UserError(f"--storage {shown!r}: cannot open ({reason})") from None
     lock = Path(os.environ.get("TMPDIR", "/tmp")) / f"sslbench-sweep-{abs(hash(storage))}.lock"
     return rdb, lock
+
+
+def check_journal(path: Path) -> int:
+    """A journal file Optuna can read, or a UserError; the bytes of a torn last record removed.
+
+    A process killed while appending leaves a last line without its newline; the next append
+    would glue a record to it and make the whole study unreadable. Under Optuna's journal lock,
+    such a tail is cut off (when the lines before it are journal records, or it starts like
+    one), so the study reads as it was before the torn write.
+    """
+    if path.is_dir():
+        raise UserError(f"--storage {str(path)!r} is a folder; pass a journal file path")
+    if not path.parent.is_dir():
+        raise UserError(f"--storage {str(path)!r}: folder {str(path.parent)!r} does not exist")
+    if not path.exists():
+        return 0
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
+    lock = JournalFileSymlinkLock(str(path)) if writable else None  # read-only: nothing to cut
+    if lock is not None:
+        lock.acquire()
+    try:
+        data = path.read_bytes()
+        complete = data[:data.rfind(b"\n") + 1]
+        for number, line in enumerate(complete.splitlines(), 1):
+            if not _journal_record(line):
+                raise UserError(f"--storage {str(path)!r} is not an Optuna journal (line {number} "
+                                "is not a journal record); pass another file")
+        torn = data[len(complete):]
+        if torn and not (complete or torn.startswith(b'{"op_code"')):
+            raise UserError(f"--storage {str(path)!r} is not an Optuna journal; pass another file")
+        if torn and lock is not None:
+            with path.open("r+b") as file:
+                file.truncate(len(complete))
+        return len(torn)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _journal_record(line: bytes) -> bool:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and "op_code" in record
 
 
 def make_study(name: str, space: SearchSpace, storage: optuna.storages.BaseStorage,
@@ -180,8 +235,8 @@ def recover_dead_trials(study: optuna.Study, store: Store, lock: Path,
             # the sweep owns its trials, so it becomes FAILED like any trial that is retried.
             if run is not None and run.status in ("RUNNING", "KILLED"):
                 lost = f": {run.failure_reason}" if run.status == "KILLED" else ""
-                store.finish_run(run.id, "FAILED", failure_reason=(
-                    f"worker died (trial {t.number}{lost}); retried"))
+                store.reap_run(run.id, "FAILED", f"worker died (trial {t.number}{lost}); retried",
+                               from_statuses=(run.status,), claim=store.claim_of(run.id))
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number},
                                 skip_if_exists=False)
             recovered.append(t.number)

@@ -9,11 +9,13 @@ measured by the evaluation child run, as for ``sslbench pretrain``.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from sslbench.errors import RunFailure, RunPruned, UserError
+from sslbench.errors import RunFailure, RunKilled, RunPruned, UserError
+from sslbench.process import become_worker, forwarding_signals
 from sslbench.sweep.space import SearchSpace
 
 
@@ -37,9 +39,10 @@ def trial_config(space: SearchSpace, params: dict[str, Any], overrides: tuple[st
     return resolve_config(space.method, flags=values, overrides=list(overrides))
 
 
-def baseline_params(space: SearchSpace, overrides: tuple[str, ...] = ()) -> dict[str, Any] | None:
-    """The searched keys at the method's default values, or None if a default lies outside the
-    space (then there is no baseline trial to run)."""
+def baseline_params(space: SearchSpace, overrides: tuple[str, ...] = ()
+                    ) -> tuple[dict[str, Any] | None, str]:
+    """The searched keys at the method's default values, or None and the reason when a default
+    lies outside the space (then there is no baseline trial to run)."""
     from sslbench.config import flatten
     from sslbench.resolve import resolve_config
     from sslbench.sweep.space import active
@@ -55,21 +58,24 @@ def baseline_params(space: SearchSpace, overrides: tuple[str, ...] = ()) -> dict
         inside = (value in p.choices if p.type == "categorical" else
                   isinstance(value, int | float) and p.low <= value <= p.high)  # type: ignore[operator]
         if not inside:
-            return None
+            span = (f"{{{', '.join(map(str, p.choices))}}}" if p.type == "categorical"
+                    else f"[{p.low:g}, {p.high:g}]")
+            return None, f"the default {p.key}={value} lies outside the space {span}"
         params[p.key] = values[p.key] = value
-    return params
+    return params, ""
 
 
-def enqueue_baseline(study: Any, job: SweepJob) -> bool:
-    """Queue the defaults as the study's first trial (once per study); True if queued now."""
+def enqueue_baseline(study: Any, job: SweepJob) -> str | None:
+    """Queue the defaults as the study's first trial (once per study); what was done, to say
+    (None when there was nothing to do)."""
     if not job.space.baseline or study.user_attrs.get("baseline_queued"):
-        return False
-    params = baseline_params(job.space, job.overrides)
+        return None
+    params, why_not = baseline_params(job.space, job.overrides)
     study.set_user_attr("baseline_queued", True)
     if params is None:
-        return False
+        return f"no baseline trial: {why_not}"
     study.enqueue_trial(params, user_attrs={"baseline": True})
-    return True
+    return "trial 0 runs the defaults (the baseline to beat)"
 
 
 def check_job(job: SweepJob) -> None:
@@ -163,28 +169,42 @@ def _echo(job: SweepJob, index: int) -> Any:
     return lambda msg: print(f"[worker {index}] {msg}", flush=True)
 
 
-def _worker_entry(job: SweepJob, index: int, queue: Any) -> None:
+def _worker_entry(job: SweepJob, index: int, queue: Any, parent_pid: int) -> None:
+    become_worker(parent_pid)
     try:
         queue.put((index, run_worker(job, index), None))
     except UserError as exc:
         queue.put((index, 0, str(exc)))
+    except RunKilled as exc:  # its trial's run is KILLED and its Optuna trial FAIL already
+        queue.put((index, 0, None))
+        raise SystemExit(exc.exit_code) from None
 
 
 def run_sweep(job: SweepJob, workers: int) -> tuple[int, float]:
-    """Run ``workers`` worker processes (1: in this process); (trials run, seconds)."""
+    """Run ``workers`` worker processes (1: in this process); (trials run, seconds).
+
+    A SIGINT or SIGTERM to this process is sent on to the workers, which stop their trials
+    (KILLED, the Optuna trial failed) and exit; then this process raises ``RunKilled`` with that
+    signal. A worker never outlives the sweep: one whose parent is killed outright stops too.
+    """
     start = time.perf_counter()
     if workers == 1:
         n = run_worker(job)
         return n, time.perf_counter() - start
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker_entry, args=(job, i, queue), daemon=False)
+    procs = [ctx.Process(target=_worker_entry, args=(job, i, queue, os.getpid()), daemon=False)
              for i in range(workers)]
-    for p in procs:
-        p.start()
+    with forwarding_signals(lambda: [p.pid for p in procs if p.pid is not None]) as received:
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+    if received:
+        raise RunKilled(f"study {job.study}: stopped by {received[0].name}, with its "
+                        f"{workers} workers; run the same command to finish the study",
+                        received[0].value)
     total, errors = 0, []
-    for p in procs:
-        p.join()
     while not queue.empty():
         _, n, err = queue.get()
         total += n

@@ -10,13 +10,20 @@ generator's state and the epoch's running loss. Resuming is therefore bit-exact 
 
 Files are written atomically (a temporary file, then a rename) and read with
 ``torch.load(weights_only=True)``: a checkpoint can hold tensors and plain data only.
+
+A checkpoint belongs to one run: it carries the run's uid, and its sha256 is recorded in the
+run's row before the file takes its name (``commit``), so the database is the point where a new
+checkpoint counts. :func:`load_checkpoint` verifies the checksum before reading a byte of it as
+a checkpoint and the uid after: a file changed by hand, or written by another run (of this
+database or another), is never loaded. A crash between the commit and the rename leaves the
+recorded file as ``checkpoint.pt.tmp``, which the next load completes.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +31,22 @@ from typing import Any
 import torch
 
 from sslbench.errors import RunFailure, UserError
+from sslbench.files import file_sha256, os_reason
 
 CHECKPOINT_NAME = "checkpoint.pt"
-FORMAT = 2  # 1: weights and position only (no RNG): not resumable
+FORMAT = 3  # 1: weights and position only (no RNG): not resumable; 2: no owner uid
+RESUME_KEYS = ("method", "optimizer", "scheduler", "epoch", "batch", "step", "rng")
+MID_EPOCH_KEYS = ("aug_rng", "loss_sum", "first_bad", "method_logs")
+Commit = Callable[[Path, str, int], None]  # (final path, sha256, size) before the rename
+
+
+@dataclass(frozen=True)
+class CheckpointOwner:
+    """The run a checkpoint belongs to: its uid (written into the file) and how a new
+    checkpoint is recorded before it replaces the old one (``commit``)."""
+
+    uid: str
+    commit: Commit | None = None
 
 
 @dataclass(frozen=True)
@@ -83,19 +103,26 @@ def restore_rng(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+def _tmp(path: Path) -> Path:
+    return path.with_suffix(path.suffix + ".tmp")
+
+
+def save_checkpoint(path: Path, state: dict[str, Any], commit: Commit | None = None) -> None:
     """Write atomically: a crash or a full disk while saving leaves the previous checkpoint whole.
+    ``commit`` records the new file's sha256 (in the run's row) before it takes its name.
 
     A failed write is a :class:`RunFailure` naming the file and the reason (e.g. no space left).
     """
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = _tmp(path)
     try:
         torch.save(state, tmp)
+        if commit is not None:
+            commit(path, file_sha256(tmp), tmp.stat().st_size)
         os.replace(tmp, path)
     except BaseException as exc:  # a second Ctrl-C too: never leave the temporary file behind
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            reason = exc.strerror or errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+            reason = os_reason(exc)
         elif isinstance(exc, RuntimeError):  # torch wraps the OS error of its C++ writer
             reason = str(exc).splitlines()[0]
         else:
@@ -103,19 +130,50 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         raise RunFailure(f"cannot write checkpoint {str(path)!r}: {reason}") from None
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` (tensors and plain data only)."""
+def load_checkpoint(path: str | Path, *, sha256: str | None = None,
+                    owner: str | None = None) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` (tensors and plain data only).
+
+    ``sha256``: the checksum the run recorded; a file that differs is refused unread (a
+    ``.tmp`` beside it with that checksum is the recorded one, renamed in place first).
+    ``owner``: the uid of the run it must belong to (files of older sslbench carry none: the
+    checksum alone vouches for them).
+    """
     p = Path(path)
-    if not p.is_file():
+    if sha256 is not None:
+        _verify(p, sha256)
+    elif not p.is_file():
         raise UserError(f"checkpoint {str(p)!r} does not exist (was the run's output dir moved?)")
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated / corrupt / not a checkpoint / a pickled object
         raise UserError(f"checkpoint {str(p)!r} cannot be read ({type(exc).__name__}); "
                         "re-run the pretraining") from None
-    if not isinstance(state, dict) or "method" not in state:
+    if not isinstance(state, dict) or not isinstance(state.get("method"), dict):
         raise UserError(f"checkpoint {str(p)!r} is not an sslbench checkpoint")
+    written_by = state.get("run_uid")
+    if owner is not None and written_by is not None and written_by != owner:
+        raise UserError(f"checkpoint {str(p)!r} belongs to run {written_by}, not to run {owner}; "
+                        "nothing was loaded")
     return state
+
+
+def _verify(path: Path, sha256: str) -> None:
+    """The file at ``path`` is the one recorded with ``sha256``, or a UserError (unread)."""
+    tmp = _tmp(path)
+    if tmp.is_file() and file_sha256(tmp) == sha256:
+        os.replace(tmp, path)  # committed, then the process died before the rename
+    try:
+        actual = file_sha256(path)
+    except FileNotFoundError:
+        raise UserError(f"checkpoint {str(path)!r} does not exist (was the run's output dir "
+                        "moved?)") from None
+    except OSError as exc:
+        raise UserError(f"checkpoint {str(path)!r} cannot be read ({os_reason(exc)})") from None
+    if actual != sha256:
+        raise UserError(f"checkpoint {str(path)!r} is not the file its run recorded (sha256 "
+                        f"{actual[:12]}…, recorded {sha256[:12]}…): it was changed or replaced; "
+                        "nothing was loaded")
 
 
 def position_of(state: dict[str, Any]) -> Position:
@@ -123,11 +181,51 @@ def position_of(state: dict[str, Any]) -> Position:
     return Position(int(state["epoch"]), int(state.get("batch", 0)), int(state["step"]))
 
 
-def check_resumable(state: dict[str, Any], path: Path) -> None:
-    """Refuse a checkpoint that cannot continue a run exactly (written before format 2)."""
-    if state.get("format", 1) < FORMAT or "rng" not in state:
+def check_resumable(state: dict[str, Any], path: str | Path) -> None:
+    """Refuse a checkpoint that cannot continue a run exactly: written before format 2, or
+    lacking what the loop restores."""
+    if not isinstance(state.get("format", 1), int) or state.get("format", 1) < 2 \
+            or "rng" not in state:
         raise UserError(f"checkpoint {str(path)!r} was written by an older sslbench without "
                         "random-generator states; it can be evaluated but not resumed")
+    missing = [k for k in RESUME_KEYS if k not in state]
+    if not missing and state["batch"]:
+        missing = [k for k in MID_EPOCH_KEYS if k not in state]
+    if missing:
+        raise UserError(f"checkpoint {str(path)!r} lacks {', '.join(missing)}: it cannot "
+                        "continue its run")
+
+
+def check_fits(state: dict[str, Any], method: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               scheduler: torch.optim.lr_scheduler.LRScheduler, path: str | Path) -> None:
+    """Load a resumable checkpoint into freshly built training objects, so that a checkpoint
+    that does not fit the run (wrong shapes, another optimizer) is a UserError before the run is
+    touched."""
+    load_weights(method, state, path)
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        position_of(state)
+    except _MISFIT as exc:
+        raise _misfit(path, exc) from None
+
+
+def load_weights(method: torch.nn.Module, state: dict[str, Any], path: str | Path) -> None:
+    """:func:`load_method_state`, with a checkpoint that does not fit the method (missing keys,
+    wrong shapes) as a UserError."""
+    try:
+        load_method_state(method, state["method"])
+    except _MISFIT as exc:
+        raise _misfit(path, exc) from None
+
+
+_MISFIT = (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError)
+
+
+def _misfit(path: str | Path, exc: Exception) -> UserError:
+    reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+    return UserError(f"checkpoint {str(path)!r} does not fit its run ({reason}); nothing was "
+                     "changed")
 
 
 def load_method_state(method: torch.nn.Module, state: dict[str, Any]) -> None:

@@ -55,5 +55,6 @@ class StopSignals:
             self.received = sig
             return
         what = "second signal" if self.received is not None else "signal"
-        raise RunKilled(f"stopped at once by {what} {sig.name}; the last checkpoint is kept",
+        # what is kept (the last checkpoint, or none yet) the run's record says (lifecycle)
+        raise RunKilled(f"stopped at once by {what} {sig.name}",
                         signum)

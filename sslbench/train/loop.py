@@ -34,6 +34,7 @@ from sslbench.errors import RunFailure, RunKilled, UserError
 from sslbench.train.checkpoint import (
     CHECKPOINT_NAME,
     FORMAT,
+    CheckpointOwner,
     Position,
     capture_rng,
     epoch_generators,
@@ -75,6 +76,7 @@ def pretrain(
     on_step_end: StepHook | None = None,
     resume_from: dict[str, Any] | None = None,
     stop: StopSignals | None = None,
+    owner: CheckpointOwner | None = None,
     on_checkpoint: CheckpointHook | None = None,
 ) -> PretrainResult:
     """Train ``method`` on the train split of ``dataset``; a checkpoint after every epoch.
@@ -83,7 +85,11 @@ def pretrain(
     with other view sources); ``on_step_end`` is called after every optimizer step.
     ``resume_from``: a checkpoint of this run to continue from (see
     :mod:`sslbench.train.checkpoint`); the result is the same as if training had never stopped.
-    ``stop``: on SIGINT/SIGTERM, finish the current step, save a checkpoint, raise ``RunKilled``.
+    ``stop``: on SIGINT/SIGTERM, finish the current step, save a checkpoint, raise ``RunKilled``
+    (in a distributed run the ranks agree on the step at the next one that syncs anyway, and
+    the checkpoint of the last epoch is the one kept: each rank's augmentation stream is its own).
+    ``owner``: the run the checkpoints belong to (its uid goes into them; each is committed
+    through it before it replaces the previous one).
     ``on_checkpoint``: called on rank 0 after each epoch's checkpoint is written (see
     :mod:`sslbench.train.retention`).
     """
@@ -102,8 +108,7 @@ def pretrain(
     memory_format = torch.channels_last if use_cl else torch.contiguous_format
     method.to(device, memory_format=memory_format).train()
     training_step = prepare(method, device, t.sync_batchnorm)
-    optimizer = build_optimizer(method, cfg.optimizer, batch)
-    scheduler = build_scheduler(optimizer, cfg.optimizer, total_steps, steps_per_epoch)
+    optimizer, scheduler = optimization(cfg, method, n)
     if augment is None:
         augment = BatchAugment(cfg.augment, mean=dataset.info.mean, std=dataset.info.std,
                                out_size=dataset.info.image_size)
@@ -126,8 +131,8 @@ def pretrain(
             "format": FORMAT, "method": method.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "epoch": position.epochs_done,
             "batch": position.batches_done, "step": position.step, "rng": capture_rng(device),
-            "world_size": collectives.world_size(), **mid_epoch,
-        })
+            "world_size": collectives.world_size(), "run_uid": owner and owner.uid, **mid_epoch,
+        }, commit=owner and owner.commit)
 
     step, final_loss, start = at.step, float("nan"), time.perf_counter()
     with (TrainProgress(total_steps, steps_per_epoch, enabled=show_progress) as progress,
@@ -170,13 +175,16 @@ def pretrain(
                 first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss),
                                         torch.full_like(first_bad, step), first_bad)
                 loss_sum += loss
-                if step % t.log_every == 0 or i == steps_per_epoch - 1:
+                synced = step % t.log_every == 0 or i == steps_per_epoch - 1
+                if synced:
                     _raise_if_non_finite(first_bad)
                     done = i + 1 - first_batch
                     seen = done * batch / (time.perf_counter() - epoch_start)
                     progress.update(step, epoch, (loss_sum / (i + 1)).item(), seen)
-                if stop is not None and stop.received is not None:
+                if stop is not None and _stop_now(stop, synced, device):
                     _raise_if_non_finite(first_bad)
+                    if collectives.world_size() > 1:  # the last epoch's checkpoint is kept
+                        raise _killed(stop.received, epoch, step, saved=False)
                     snapshot(Position(epoch - 1, i + 1, step), aug_rng=aug_gen.get_state(),
                              loss_sum=loss_sum.cpu(), first_bad=first_bad.cpu(),
                              method_logs=method_logs)
@@ -194,7 +202,7 @@ def pretrain(
             snapshot(Position(epoch, 0, step))
             if on_checkpoint is not None and collectives.is_main():
                 on_checkpoint(epoch, checkpoint_path, final_loss)
-            if stop is not None and stop.received is not None:
+            if stop is not None and _stop_now(stop, True, device):
                 raise _killed(stop.received, epoch + 1, step)
 
     release(method)
@@ -203,6 +211,16 @@ def pretrain(
     return PretrainResult(epochs=t.epochs, steps=step, final_loss=final_loss, seconds=seconds,
                           images_per_s=done_steps * batch / seconds if done_steps else 0.0,
                           checkpoint=checkpoint_path)
+
+
+def optimization(cfg: RunConfig, method: nn.Module, n_images: int
+                 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """The optimizer and LR schedule of a run of ``cfg`` on ``n_images`` training images (what
+    a checkpoint's states are loaded into)."""
+    steps_per_epoch = n_images // cfg.train.batch_size
+    optimizer = build_optimizer(method, cfg.optimizer, cfg.train.batch_size)
+    return optimizer, build_scheduler(optimizer, cfg.optimizer, cfg.train.epochs * steps_per_epoch,
+                                      steps_per_epoch)
 
 
 def _restore(state: dict[str, Any], method: nn.Module, optimizer: torch.optim.Optimizer,
@@ -215,9 +233,20 @@ def _restore(state: dict[str, Any], method: nn.Module, optimizer: torch.optim.Op
     return position_of(state)
 
 
-def _killed(sig: signal.Signals, epoch: int, step: int) -> RunKilled:
-    return RunKilled(f"interrupted by {sig.name} in epoch {epoch} at step {step}; "
-                     "checkpoint saved", sig.value)
+def _stop_now(stop: StopSignals, synced: bool, device: torch.device) -> bool:
+    """Whether to stop after this step: at once after a signal in a single process; in a
+    distributed run, when any rank got one, decided together at a step that syncs anyway."""
+    if collectives.world_size() == 1:
+        return stop.received is not None
+    return synced and collectives.any_rank(stop.received is not None, device)
+
+
+def _killed(sig: signal.Signals | None, epoch: int, step: int, saved: bool = True) -> RunKilled:
+    sig = sig or signal.SIGTERM  # another rank's signal
+    kept = ("checkpoint saved" if saved else f"the checkpoint of epoch {epoch - 1} is kept"
+            if epoch > 1 else "no checkpoint yet")
+    return RunKilled(f"interrupted by {sig.name} in epoch {epoch} at step {step}; {kept}",
+                     sig.value)
 
 
 def _raise_if_non_finite(first_bad: torch.Tensor) -> None:

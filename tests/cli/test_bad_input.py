@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -114,22 +115,15 @@ def catalogue_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
         store.finish_run(three, "COMPLETED")
         four = store.create_run(kind="pretrain", **common)
         (folder / "runs" / "4").mkdir()
-        good = (folder / "runs" / "1" / "checkpoint.pt").read_bytes()
+        good = (Path(first.run_dir or "") / "checkpoint.pt").read_bytes()
         (folder / "runs" / "4" / "checkpoint.pt").write_bytes(good[: len(good) // 2])
         store.set_run_dir(four, folder / "runs" / "4")
+        store.add_artifact(four, "checkpoint", folder / "runs" / "4" / "checkpoint.pt")
         store.finish_run(four, "KILLED", failure_reason="process 1 on h died")
         five = store.create_run(kind="trial", sweep_id="s", trial_number=0, **common)
-        store.set_run_dir(five, folder / "runs" / "1")
+        store.set_run_dir(five, first.run_dir or "")
         store.finish_run(five, "FAILED", failure_reason="worker died")
     return db
-
-
-def _rows(db: Path) -> dict[str, list[tuple]]:
-    with sqlite3.connect(db) as con:
-        tables = [r[0] for r in con.execute("select name from sqlite_master where type='table'")]
-        rows = {t: sorted(con.execute(f"select * from {t}").fetchall(), key=repr) for t in tables}
-    con.close()
-    return rows
 
 
 def test_the_catalogue_is_large() -> None:
@@ -144,6 +138,7 @@ def test_the_catalogue_is_large() -> None:
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, catalogue_db: Path,
     capfd: pytest.CaptureFixture[str], argv: list[str], needle: str,
+    table_rows: Callable[[Path], dict[str, list[tuple]]],
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SSLBENCH_DB", raising=False)
@@ -154,7 +149,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     src.close()
     dst.close()
     files = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
-    rows = _rows(db)
+    rows = table_rows(db)
 
     argv = [a.replace("{dir}", str(tmp_path)) for a in argv]
     own_db = "--db" in argv
@@ -168,7 +163,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     assert lines[0].startswith("error: ")
     assert needle.lower() in lines[0].lower(), lines[0]
     assert "Traceback" not in captured.err + captured.out
-    assert _rows(db) == rows
+    assert table_rows(db) == rows
     assert {p: p.read_bytes() for p in files} == files  # the DB, and every other file
     assert not (tmp_path / "runs").exists()
     shutil.rmtree(tmp_path / "no", ignore_errors=True)

@@ -150,7 +150,9 @@ def test_interrupt_marks_the_run_killed(workdir: Path, monkeypatch: pytest.Monke
     assert main(["pretrain", "simclr", "--dataset", "synthetic", "--db", db, "--quiet"]) == 130
     with Store.open(db, create=False) as store:
         (run,) = store.list_runs()
-    assert (run.status, run.failure_reason) == ("KILLED", "interrupted (Ctrl-C)")
+    assert (run.status, run.failure_reason) == (
+        "KILLED", "interrupted (Ctrl-C); it had no checkpoint yet: start it again with "
+                  "`sslbench pretrain`")
 
 
 @pytest.mark.multiprocess

@@ -59,9 +59,9 @@ def _start_and_wait_for_epoch_1(folder: Path, repo: Path) -> subprocess.Popen[st
     proc = subprocess.Popen([sys.executable, "-m", "sslbench", *_pretrain_argv(folder)],
                             cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    checkpoint = folder / "runs" / "1" / "checkpoint.pt"
     deadline = time.monotonic() + 300
-    while not checkpoint.exists():  # written once epoch 1 is recorded
+    # the run's folder is named by its uid; its checkpoint is written once epoch 1 is recorded
+    while not list((folder / "runs").glob("*/checkpoint.pt")):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.02)
@@ -110,7 +110,7 @@ def test_sigterm_saves_a_checkpoint_marks_killed_and_resumes(
     run = _run(tmp_path)
     assert run.status == "KILLED" and "SIGTERM" in (run.failure_reason or "")
     assert "sslbench resume 1" in (run.failure_reason or "")
-    saved = load_checkpoint(tmp_path / "runs" / "1" / "checkpoint.pt")
+    saved = load_checkpoint(Path(run.run_dir or "") / "checkpoint.pt")
     assert saved["step"] >= 4  # at least epoch 1, maybe part of epoch 2 (taken at a step)
 
     _resume_and_compare(tmp_path, reference)
@@ -137,6 +137,7 @@ def test_full_disk_on_checkpoint_write_fails_the_run_and_keeps_the_last_checkpoi
     assert "No space left on device" in err[0]
     run = _run(tmp_path)
     assert run.status == "FAILED" and "No space left" in (run.failure_reason or "")
-    folder = tmp_path / "runs" / "1"
+    folder = Path(run.run_dir or "")
+    assert folder.parent == tmp_path / "runs" and folder.name == run.uid
     assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.pt"]  # no .tmp left
     assert load_checkpoint(folder / "checkpoint.pt")["epoch"] == 1  # the last good one, whole

@@ -108,7 +108,7 @@ def test_a_database_of_another_alembic_project_is_refused(tmp_path: Path) -> Non
 
 
 def test_a_directory_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="not a file"):
+    with pytest.raises(UserError, match="is a folder; pass a database file"):
         Store.open(str(tmp_path))
 
 

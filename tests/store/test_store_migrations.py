@@ -119,6 +119,8 @@ def test_a_store_of_the_first_schema_opens_with_all_its_runs(tmp_path: Path) -> 
         assert [(m.epoch, m.value) for m in first.metrics] == [(1, 5.2), (2, 4.1)]
         assert first.artifacts[0].size_bytes == 1234567
         assert (first.run_dir, first.pid, first.resumes) == (None, None, 0)  # new columns
+        uids = {r.uid for r in runs.values()}  # sslbench_0003: each old run got its own uid
+        assert len(uids) == 4 and all(len(u) == 32 and int(u, 16) >= 0 for u in uids)
         assert runs[2].parent_id == 1 and runs[2].summary["linear_top1"] == 0.863
         failed = store.get_run(3)
         assert failed.failure_reason == "non-finite loss at step 17"
@@ -152,3 +154,27 @@ def _head() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
+
+
+def test_revision_0003_gives_each_run_a_uid_and_holds_none(db_path: Path) -> None:
+    """Down to sslbench_0002 and up again: the runs and their metrics stay, each gets a new,
+    distinct uid, and no run is held by a process."""
+    with Store.open(str(db_path)) as store:
+        ids = [store.create_run(kind="pretrain", method="byol", dataset="mnist", config={},
+                                seed=i, provenance={"host": "h"}) for i in range(3)]
+        store.log_metrics(ids[0], {"loss": 1.5}, epoch=1)
+        before = {i: store.get_run(i).uid for i in ids}
+    engine = make_engine(f"sqlite:///{db_path}")
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            command.downgrade(alembic_config(conn), "sslbench_0002")
+        assert "uid" not in {c["name"] for c in inspect(engine).get_columns("runs")}
+    finally:
+        engine.dispose()
+    with Store.open(str(db_path), create=False) as store:
+        after = {i: store.get_run(i) for i in ids}
+        assert after[ids[0]].metrics[0].value == 1.5
+        assert len({r.uid for r in after.values()}) == 3
+        assert not set(before.values()) & {r.uid for r in after.values()}
+        assert all(store.claim_of(i) is None for i in ids)

@@ -83,8 +83,8 @@ def test_every_method_has_a_valid_space_with_its_defaults_inside() -> None:
         assert space.method == name and space.params
         assert (space.source == f"{name}.yaml") == (name in files)
         check_job(SweepJob(name, space, None, None))  # every bound builds a valid config
-        baseline = baseline_params(space)
-        assert baseline is not None, f"{space.source}: a default lies outside the space"
+        baseline, why_not = baseline_params(space)
+        assert baseline is not None, f"{space.source}: {why_not}"
         assert set(baseline) == {p.key for p in space.params}
 
 
@@ -270,22 +270,18 @@ def test_baseline_trial_runs_the_defaults_once() -> None:
     expected = {"optimizer.lr": defaults["optimizer"]["lr"],
                 "method.temperature": defaults["method"]["temperature"],
                 "train.batch_size": batch}
-    assert baseline_params(space) == expected
-    # a default outside the space: no baseline (rather than a clipped, made-up one)
-    narrow = parse_space({**SPACE, "params": {"optimizer.lr": {
-        "type": "float", "low": 10 * defaults["optimizer"]["lr"], "high": 1.0}}})
-    assert baseline_params(narrow) is None
+    assert baseline_params(space) == (expected, "")
 
     study = optuna.create_study(direction="maximize")
     job = SweepJob("s", space, None, None)
-    assert enqueue_baseline(study, job) is True
-    assert enqueue_baseline(study, job) is False  # once per study, also on re-runs
+    assert enqueue_baseline(study, job) == "trial 0 runs the defaults (the baseline to beat)"
+    assert enqueue_baseline(study, job) is None  # once per study, also on re-runs
     from sslbench.sweep.study import suggest
 
     trial = study.ask()
     assert trial.number == 0 and suggest(trial, space) == pytest.approx(expected)
     assert enqueue_baseline(optuna.create_study(), SweepJob(
-        "s", parse_space({**SPACE, "baseline": False}), None, None)) is False
+        "s", parse_space({**SPACE, "baseline": False}), None, None)) is None
     with pytest.raises(ConfigError, match="baseline must be true or false"):
         parse_space({**SPACE, "baseline": "yes"})
 
@@ -306,3 +302,19 @@ def test_a_resumed_study_does_not_replay_the_first_sessions_draws(tmp_path: Path
     resumed = make_study("s", space, storage)  # a new process running the same command
     again = suggest(resumed.ask(), space)
     assert again not in params
+
+
+def test_case23_a_baseline_outside_the_space_is_said_not_dropped_silently() -> None:
+    """Issue 17, case 23: a default outside the space gives no baseline trial (rather than a
+    clipped, made-up one), and the sweep says so and why."""
+    from sslbench.resolve import resolve_config
+    from sslbench.sweep.worker import SweepJob, enqueue_baseline
+
+    lr = resolve_config("simclr", flags={"data.dataset": "synthetic"}).optimizer.lr
+    narrow = parse_space({**SPACE, "params": {"optimizer.lr": {
+        "type": "float", "low": 10 * lr, "high": 1.0}}})
+    study = optuna.create_study(direction="maximize")
+    said = enqueue_baseline(study, SweepJob("s", narrow, None, None))
+    assert said is not None and said.startswith("no baseline trial")
+    assert f"optimizer.lr={lr}" in said and "outside the space" in said
+    assert study.get_trials() == []
