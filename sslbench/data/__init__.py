@@ -158,6 +158,7 @@ def load_prepared(data: DataConfig) -> ImageDataset:
     from sslbench.data import shards
 
     root = Path(data.prepared or "").expanduser()
+    shards.webdataset()
     manifest = shards.read_manifest(root)
     if manifest.dataset != data.dataset:
         raise UserError(f"{root} holds {manifest.dataset!r}, not data.dataset={data.dataset!r}; "

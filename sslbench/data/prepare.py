@@ -32,6 +32,7 @@ from sslbench.data.shards import (
     ShardInfo,
     SplitInfo,
     sha256_file,
+    webdataset,
     write_manifest,
 )
 from sslbench.errors import UserError
@@ -69,6 +70,7 @@ def prepare(source: str, out: str | os.PathLike[str], options: PrepareOptions,
     target = Path(out).expanduser()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise UserError(f"--out {str(target)!r} exists and is not empty; choose a new folder")
+    webdataset()  # the extra is there before anything is read or written
     dataset, folder, classes, splits, channels, size = _plan(source, options)
     encoding: Encoding = ("raw" if size <= RAW_MAX_SIZE else "jpeg") \
         if options.encoding == "auto" else options.encoding  # type: ignore[assignment]
@@ -109,6 +111,12 @@ def _plan(source: str, options: PrepareOptions
     folder = Path(source).expanduser()
     if folder.is_dir():
         dataset = "imagefolder"
+        if not (folder / "val").is_dir():
+            raise UserError(f"{folder} has no val/ folder; an image folder holds "
+                            "train/<class>/*.jpg and val/<class>/*.jpg")
+    elif "/" in source:
+        raise UserError(f"{source!r} is not a folder; name an image folder (train/ and val/) "
+                        "or a registered dataset (see `sslbench datasets`)")
     else:
         dataset = get_info(source).name  # a UserError listing the datasets if unknown
         folder = None if dataset == "synthetic" else require(dataset, options.data_dir)
@@ -209,8 +217,7 @@ def _write_split(root: Path, name: str, split: _Split, pool: Any,
                  options: PrepareOptions) -> SplitInfo:
     """The split in a seeded random order, ``shard_size`` images per shard; its label and index
     arrays beside them."""
-    import webdataset as wds
-
+    wds = webdataset()
     count = len(split.labels)
     salt = sum(name.encode())  # each split its own order
     order = np.random.default_rng([options.seed, salt]).permutation(count)

@@ -215,13 +215,22 @@ def read_array(root: Path, array: ArrayFile) -> np.ndarray:
 # -- reading shards ------------------------------------------------------------------------------
 
 
+def webdataset() -> Any:
+    """The WebDataset module, or a one-line UserError naming the extra that installs it."""
+    try:
+        import webdataset as wds
+    except ImportError:
+        raise UserError("prepared shards need WebDataset: pip install 'sslbench[stream]'"
+                        ) from None
+    return wds
+
+
 def shard_samples(paths: Sequence[Path]) -> Iterator[tuple[int, int, bytes]]:
     """(stable index, label, encoded image) of every sample of the shards, in stored order.
 
     A shard that is not a readable tar, or a sample without its image or label, is a
     RunFailure naming the shard (the manifest matched: the file was damaged in place)."""
-    import webdataset as wds
-
+    wds = webdataset()
     for path in paths:
         try:
             for sample in wds.tarfile_samples([{"url": str(path)}]):

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sslbench.data.shards import Manifest, Prepared, decode_many, unpack_sample
+from sslbench.data.shards import Manifest, Prepared, decode_many, unpack_sample, webdataset
 from sslbench.errors import RunFailure, UserError
 
 _CHUNK = 64  # images per decoding task
@@ -73,8 +73,7 @@ class ShardBatches:
     def samples(self, seed: int, skip: int = 0) -> Iterator[tuple[int, int, bytes]]:
         """(stable index, label, encoded image) of this rank's epoch with ``seed``, after the
         first ``skip``."""
-        import webdataset as wds
-
+        wds = webdataset()
         urls = [str(self.root / s.name) for s in self.manifest.splits[self.split].shards]
         rank = wds.utils.pytorch_worker_info()[0]
         pipeline = wds.DataPipeline(

@@ -28,6 +28,7 @@ from torch import nn
 from sslbench import tensorboard
 from sslbench.config import RunConfig
 from sslbench.data import ImageDataset, load_run_dataset
+from sslbench.data.stream import steps_per_epoch
 from sslbench.distributed import collectives
 from sslbench.distributed.launch import (
     LaunchOptions,
@@ -136,6 +137,9 @@ def _check_batch(cfg: RunConfig, dataset: ImageDataset, world: int) -> None:
         raise UserError(f"train.batch_size={cfg.train.batch_size} is larger than the {n_train} "
                         f"training images of {cfg.data.dataset}; use a smaller --batch-size")
     collectives.check_batch_split(cfg.train.batch_size, world)
+    if dataset.shards is not None:  # streamed: each rank fills its batches from its own shards
+        manifest = dataset.shards.manifest
+        steps_per_epoch(manifest, manifest.pretrain_split, world, cfg.train.batch_size // world)
 
 
 def _start(ctx: RunContext, method: nn.Module, out_root: Path, show_progress: bool,
