@@ -170,15 +170,15 @@ def load_prepared(data: DataConfig) -> ImageDataset:
     shards.check_files(root, manifest, full=data.verify)
     info = replace(get_info(manifest.dataset), num_classes=len(manifest.classes),
                    channels=manifest.channels, image_size=manifest.size)
-    prepared = None
-    if storage_of(data, manifest) == "memory":
+    prepared, storage = None, storage_of(data, manifest)
+    if storage == "memory":
         split = {name: shards.read_split(root, manifest, name) for name in manifest.splits}
     else:  # left in the shards: pretraining streams them, evaluation reads what it needs
         prepared = shards.Prepared(root, manifest)
         split = {name: (shards.ShardedImages(root, manifest, name),  # type: ignore[misc]
                         shards.labels_of(root, manifest, name)) for name in manifest.splits}
     unlabeled = split["unlabeled"][0] if "unlabeled" in split else None
-    return ImageDataset(info, *split["train"], *split["test"], source=str(root),
+    return ImageDataset(info, *split["train"], *split["test"], source=f"{root}, {storage}",
                         unlabeled_images=unlabeled, shards=prepared)
 
 
