@@ -29,7 +29,7 @@ import torch
 
 from sslbench.config import RunConfig
 from sslbench.data import ImageDataset, get_info
-from sslbench.data.augment import BatchAugment
+from sslbench.data.augment import pretraining_augment
 from sslbench.methods import build_method
 from sslbench.train.loop import ViewMaker, pretrain
 
@@ -116,8 +116,7 @@ def prepare_views(cfg: RunConfig, dataset: ImageDataset, device: torch.device,
                   count: int) -> list[torch.Tensor]:
     """``count`` batches of all their views (two, plus any small crops), flattened, made by the
     configured augmentation."""
-    augment = BatchAugment(cfg.augment, mean=dataset.info.mean, std=dataset.info.std,
-                           out_size=dataset.info.image_size)
+    augment = pretraining_augment(cfg.augment, dataset.info)  # (a)'s views, e.g. 224 px crops
     gen = torch.Generator(device=device).manual_seed(cfg.train.seed)
     images = dataset.pretrain_images.to(device)
     batch = cfg.train.batch_size
