@@ -3,7 +3,9 @@
 Fabricates an image folder (smooth random colour fields, JPEG), prepares it once with
 `sslbench data prepare`, then runs the same `sslbench pretrain` twice, with data.storage=stream
 and data.storage=memory, each in a fresh process, and prints each one's peak resident memory
-(the largest of the training process and its decoding workers) against the decoded size::
+(the largest of the training process and its decoding workers) against the decoded size. It
+measures pretraining (no evaluation, no kNN monitor): feature extraction runs the encoder on
+batches of 1024 full-size images, whose activations on a CPU would outweigh the data::
 
     OMP_NUM_THREADS=1 nice -n 19 python scripts/stream_memory.py /tmp/streamrss --images 24000
 """
@@ -87,8 +89,8 @@ def main() -> None:
             "--epochs", "1", "--db", str(db), "data.dataset=imagefolder",
             f"data.prepared={prepared}", f"data.storage={storage}",
             f"data.memory_budget_gb={args.budget_gb}", "model.backbone=convnet",
-            "model.width=16", "augment.crop_size=64", "train.batch_size=256",
-            "eval.knn.monitor_train_size=2000", "eval.linear.epochs=20",
+            "model.width=16", "augment.crop_size=32", "train.batch_size=128", "--eval", "none",
+            "eval.knn.monitor_every=0",
             f"train.output_dir={args.workdir / 'runs'}"])
         print(f"data.storage={storage}: peak RSS {rss:.0f} MiB "
               f"({rss / decoded:.2f} × the decoded size), {seconds:.0f} s")
