@@ -7,6 +7,7 @@ and per-round metrics, or FAILED with the reason (:func:`sslbench.run.lifecycle.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import statistics
 import subprocess
 import sys
@@ -43,8 +44,16 @@ def run_throughput(cfg: RunConfig, *, steps: int, warmup: int, rounds: int, work
     device = resolve_device(cfg.train.gpus)
     batch = cfg.train.batch_size
     needed = (warmup + steps) * batch
+    stream = None
     if random_data:
+        if cfg.data.prepared is not None:
+            raise UserError("--random-data and data.prepared exclude each other: drop one")
         dataset = random_dataset(cfg.data.dataset, needed, seed=cfg.train.seed)
+    elif cfg.data.prepared is not None:  # (f) streams the shards; (a) has their first images
+        streamed = dataclasses.replace(cfg.data, storage="stream")
+        stream = load_run_dataset(streamed, cfg.train.seed)
+        dataset = dataclasses.replace(stream, train_images=stream.pretrain_images[:needed],
+                                      unlabeled_images=None, shards=None)
     else:
         dataset = load_run_dataset(cfg.data, cfg.train.seed)
     if dataset.pretrain_images.shape[0] < needed:
@@ -70,7 +79,7 @@ def run_throughput(cfg: RunConfig, *, steps: int, warmup: int, rounds: int, work
             del counted, views
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            result = measure(cfg, dataset, device, settings, echo=echo)
+            result = measure(cfg, dataset, device, settings, echo=echo, stream=stream)
             summary = {**result.summary(), **peak_memory_mb(device),
                        "flops_per_img": flops_per_image,
                        "real_tflops": flops_per_image * result.real / 1e12}
@@ -87,8 +96,6 @@ def run_throughput(cfg: RunConfig, *, steps: int, warmup: int, rounds: int, work
 
 
 def replace_batch(cfg: RunConfig, batch: int) -> RunConfig:
-    import dataclasses
-
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=batch))
 
 
@@ -104,6 +111,10 @@ def format_throughput(s: dict[str, float], dataset: str) -> str:
     lines.append(f"model FLOPs {s['flops_per_img'] / 1e9:.3f} GFLOP per image (2 views, fwd+bwd)"
                  f" → {s['real_tflops']:.3f} TFLOP/s"
                  + (f", MFU {100 * s['mfu']:.1f} %" if "mfu" in s else ""))
+    if "stream_img_s" in s:
+        lines += [f"(f) streamed from the shards:                {s['stream_img_s']:9.1f} img/s",
+                  f"    its overhead 1 - f/b: {100 * s['stream_overhead']:.1f} %, "
+                  f"f/a = {s['stream_over_real']:.2f}x"]
     epoch_images = {"cifar10": 50_000, "cifar100": 50_000, "fashion-mnist": 60_000,
                     "mnist": 60_000}.get(dataset)
     if epoch_images:
@@ -113,6 +124,10 @@ def format_throughput(s: dict[str, float], dataset: str) -> str:
     if "peak_gpu_mb" in s:
         memory += f", peak GPU memory {s['peak_gpu_mb']:.0f} MiB"
     lines.append(memory)
+    by_path = {p: s[f"{p}_peak_rss_mb"] for p in ("real", "stream") if f"{p}_peak_rss_mb" in s}
+    if by_path:
+        lines.append("peak RSS of each path alone: "
+                     + ", ".join(f"{p} {mb:.0f} MiB" for p, mb in by_path.items()))
     return "\n".join(lines)
 
 

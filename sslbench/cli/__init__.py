@@ -29,6 +29,7 @@ def _register() -> None:
     # Each module adds its commands to `app`; imported here so the order of --help is stable.
     from sslbench.cli import (  # noqa: F401
         bench,
+        data,
         datasets,
         db,
         disk,

@@ -37,6 +37,16 @@ class DataConfig:
     # and the side the images are resized to (centre crop of the shorter side; None: 96)
     class_list: str | None = None
     image_size: int | None = bounded(None, lo=8)
+    # a folder written by `sslbench data prepare` (see sslbench.data.shards), and how a run reads
+    # it: decoded into memory, streamed from its shards, or auto: memory when the decoded splits
+    # fit memory_budget_gb (a setting, not the machine's memory: the same config reads the same way)
+    prepared: str | None = None
+    storage: Literal["auto", "memory", "stream"] = "auto"
+    memory_budget_gb: float = bounded(8.0, lo=0.0, lo_open=True)
+    shuffle_buffer: int = bounded(5000, lo=1)  # stream: samples in the shuffle buffer
+    workers: int = bounded(2, lo=0)  # stream: decoding processes (CPU); 0: the training process
+    decode: Literal["auto", "device", "workers"] = "auto"  # stream: auto is the device on CUDA
+    verify: bool = False  # check every shard's sha256 before the run (else its byte size)
 
 
 @dataclass
@@ -94,6 +104,7 @@ class AugmentConfig(ViewAugmentConfig):
     small_crop_size: int | None = bounded(None, lo=1)  # side in pixels; None: half the image's
     small_crop_min_scale: float = bounded(0.05, lo=0.0, hi=1.0, lo_open=True)  # of the image
     small_crop_max_scale: float = bounded(0.4, lo=0.0, hi=1.0, lo_open=True)
+    crop_size: int | None = bounded(None, lo=1)  # side of the two global views; None: the image's
 
     @property
     def num_views(self) -> int:
@@ -151,6 +162,7 @@ class TrainConfig:
     channels_last: bool = True  # on CUDA
     compile: bool = False  # torch.compile the method's training step (first steps are slower)
     log_every: int = bounded(50, lo=1)  # steps between progress updates (no per-step host syncs)
+    checkpoint_every: int = bounded(0, lo=0)  # steps between mid-epoch checkpoints; 0: epoch ends
     # run folders go to OUTPUT_DIR/<run uid>/; None: beside the database (r.sqlite → r.runs/)
     output_dir: str | None = None
     # which checkpoints stay on disk once the run is done (see sslbench.train.retention)

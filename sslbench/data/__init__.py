@@ -7,7 +7,9 @@ Importing this package does not import torch (the registry and discovery are met
     augment = BatchAugment(cfg.augment, mean=data.info.mean, std=data.info.std, out_size=28)
 
 Readers of the native formats: `idx` (MNIST-like), `cifar` (python pickles), `stl10` (binary),
-`imagefolder` (class subfolders of image files); `synthetic` generates.
+`imagefolder` (class subfolders of image files); `synthetic` generates. A dataset prepared once
+into shards (`sslbench data prepare`, `shards`, `prepare`) is read from them: into memory, or
+left there and streamed (`stream`) when it does not fit (`data.storage`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     import torch
 
     from sslbench.config import DataConfig
+    from sslbench.data.shards import Manifest, Prepared
 
 __all__ = [
     "DATASETS",
@@ -45,6 +48,10 @@ class ImageDataset:
     `train_*` and `test_*` are the labelled splits (evaluation trains on the first, tests on the
     second); `unlabeled_images` are extra images without labels (STL-10's 100k), and
     `pretrain_images` is what self-supervised pretraining sees.
+
+    A streamed dataset (``data.storage=stream``) has `shards`, which pretraining streams from,
+    and its image splits are :class:`~sslbench.data.shards.ShardedImages`: indexed like the
+    tensors they stand for, read from the shards on demand (evaluation).
     """
 
     info: DatasetInfo
@@ -54,6 +61,7 @@ class ImageDataset:
     test_labels: torch.Tensor
     source: str  # the folder read from, or "synthetic(seed=...)"
     unlabeled_images: torch.Tensor | None = None
+    shards: Prepared | None = None
 
     @property
     def pretrain_images(self) -> torch.Tensor:
@@ -134,10 +142,52 @@ def load_dataset(
 def load_run_dataset(data: DataConfig, seed: int, *, download: bool | None = None
                      ) -> ImageDataset:
     """The dataset a run's ``data.*`` section names, as :func:`load_dataset` loads it (``seed``
-    for the generated ones); ``download`` None follows ``data.download``."""
+    for the generated ones), or from its prepared shards (``data.prepared``); ``download`` None
+    follows ``data.download``."""
+    if data.prepared is not None:
+        return load_prepared(data)
     return load_dataset(data.dataset, data.data_dir,
                         download=data.download if download is None else download, seed=seed,
                         class_list=data.class_list, image_size=data.image_size)
+
+
+def load_prepared(data: DataConfig) -> ImageDataset:
+    """The dataset in folder ``data.prepared``, checked against its manifest and against the
+    run's ``data.*`` keys, in memory or streamed as ``data.storage`` says (a one-line UserError
+    for a missing or damaged shard, a manifest that does not match, or another class list)."""
+    from sslbench.data import shards
+
+    root = Path(data.prepared or "").expanduser()
+    shards.webdataset()
+    manifest = shards.read_manifest(root)
+    if manifest.dataset != data.dataset:
+        raise UserError(f"{root} holds {manifest.dataset!r}, not data.dataset={data.dataset!r}; "
+                        f"set data.dataset={manifest.dataset}")
+    if data.image_size is not None and data.image_size != manifest.size:
+        raise UserError(f"{root} holds {manifest.size} px images, not data.image_size="
+                        f"{data.image_size}; drop data.image_size or prepare the data again")
+    shards.check_classes(manifest, data.class_list, root)
+    shards.check_files(root, manifest, full=data.verify)
+    info = replace(get_info(manifest.dataset), num_classes=len(manifest.classes),
+                   channels=manifest.channels, image_size=manifest.size)
+    prepared, storage = None, storage_of(data, manifest)
+    if storage == "memory":
+        split = {name: shards.read_split(root, manifest, name) for name in manifest.splits}
+    else:  # left in the shards: pretraining streams them, evaluation reads what it needs
+        prepared = shards.Prepared(root, manifest)
+        split = {name: (shards.ShardedImages(root, manifest, name),  # type: ignore[misc]
+                        shards.labels_of(root, manifest, name)) for name in manifest.splits}
+    unlabeled = split["unlabeled"][0] if "unlabeled" in split else None
+    return ImageDataset(info, *split["train"], *split["test"], source=f"{root}, {storage}",
+                        unlabeled_images=unlabeled, shards=prepared)
+
+
+def storage_of(data: DataConfig, manifest: Manifest) -> str:
+    """``data.storage``, with auto resolved: memory when every split decoded fits
+    ``data.memory_budget_gb``."""
+    if data.storage != "auto":
+        return data.storage
+    return "memory" if manifest.decoded_bytes() <= data.memory_budget_gb * 2**30 else "stream"
 
 
 def _load_stl10(info: DatasetInfo, folder: Path, files: dict[str, Path]) -> ImageDataset:

@@ -33,6 +33,8 @@ from sslbench.config import AugmentConfig, ViewAugmentConfig
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from sslbench.data.registry import DatasetInfo
+
 _CROP_TRIES = 10  # as torchvision's RandomResizedCrop
 _GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
 # RGB → YIQ (NTSC): Y is the luma above, I and Q the chroma plane that a hue shift rotates.
@@ -360,3 +362,10 @@ def _constant(values: Sequence[Any], device: torch.device, dtype: torch.dtype) -
 def _to_gray(x: torch.Tensor) -> torch.Tensor:
     weights = _constant(_GRAY_WEIGHTS, x.device, x.dtype).view(1, 3, 1, 1)
     return (x * weights).sum(dim=1, keepdim=True)
+
+
+def pretraining_augment(cfg: AugmentConfig, info: DatasetInfo) -> BatchAugment:
+    """The views of pretraining: ``cfg``'s settings, the two global views at ``augment.crop_size``
+    (default: the images' own size, e.g. 224 px crops of images stored at 256 px)."""
+    return BatchAugment(cfg, mean=info.mean, std=info.std,
+                        out_size=cfg.crop_size or info.image_size)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sslbench.data.augment import BatchAugment
+from sslbench.data.augment import pretraining_augment
 from sslbench.errors import RunFailure
 from sslbench.eval.diagnostics import Diagnostics, collapsed_outputs
 from sslbench.eval.features import extract_features
@@ -33,8 +33,7 @@ class EpochMonitor:
         diag = cfg.eval.diagnostics
         self.diagnostics: Diagnostics | None = None
         if diag.enabled:
-            augment = BatchAugment(cfg.augment, mean=info.mean, std=info.std,
-                                   out_size=info.image_size)
+            augment = pretraining_augment(cfg.augment, info)  # the views training sees
             held_out = ctx.dataset.test_images[:diag.batch_size]
             self.diagnostics = Diagnostics.from_images(
                 held_out, augment, ctx.device,

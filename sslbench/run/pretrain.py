@@ -29,6 +29,7 @@ from torch import nn
 from sslbench import tensorboard
 from sslbench.config import RunConfig
 from sslbench.data import ImageDataset, load_run_dataset
+from sslbench.data.stream import steps_per_epoch
 from sslbench.distributed import collectives
 from sslbench.distributed.launch import (
     LaunchOptions,
@@ -147,6 +148,9 @@ def _check_batch(cfg: RunConfig, dataset: ImageDataset, world: int) -> None:
         raise UserError(f"train.batch_size={cfg.train.batch_size} is larger than the {n_train} "
                         f"training images of {cfg.data.dataset}; use a smaller --batch-size")
     collectives.check_batch_split(cfg.train.batch_size, world)
+    if dataset.shards is not None:  # streamed: each rank fills its batches from its own shards
+        manifest = dataset.shards.manifest
+        steps_per_epoch(manifest, manifest.pretrain_split, world, cfg.train.batch_size // world)
 
 
 def _start(ctx: RunContext, method: nn.Module, show_progress: bool, hooks: RunHooks,
@@ -379,8 +383,8 @@ def resume_pretrain(run_id: int, db: str | None, *, data_dir: str | None = None,
         dataset = load_run_dataset(cfg.data, cfg.train.seed)
         seed_everything(cfg.train.seed)
         method = build_method(cfg, dataset.info.channels)
-        check_fits(state, method, *optimization(cfg, method, dataset.pretrain_images.shape[0]),
-                   recorded.path)
+        steps = dataset.pretrain_images.shape[0] // cfg.train.batch_size
+        check_fits(state, method, *optimization(cfg, method, steps), recorded.path)
         at = position_of(state)
         with StopSignals() as stop:
             store.resume_run(run_id, epochs_done=at.epochs_done)

@@ -1,6 +1,7 @@
 """The training loop of every method, readable top to bottom.
 
-Data stays on the device as uint8 tensors; each step indexes a batch, makes its views with the
+Data stays on the device as uint8 tensors (or is streamed from prepared shards:
+:mod:`sslbench.train.batches`); each step takes a batch, makes its views with the
 batched augmentation (two, plus the small crops of multi-crop), calls the method's
 ``training_step``, steps the optimizer and the LR
 schedule, and lets the method update its own state (EMA target, ...). Nothing is synchronised
@@ -27,10 +28,11 @@ from torch import nn
 
 from sslbench.config import RunConfig
 from sslbench.data import ImageDataset
-from sslbench.data.augment import BatchAugment
+from sslbench.data.augment import pretraining_augment
 from sslbench.distributed import collectives
 from sslbench.distributed.ddp import prepare, release
-from sslbench.errors import RunFailure, RunKilled, UserError
+from sslbench.errors import RunFailure, RunKilled
+from sslbench.train.batches import batch_source
 from sslbench.train.checkpoint import (
     CHECKPOINT_NAME,
     FORMAT,
@@ -90,28 +92,25 @@ def pretrain(
     the checkpoint of the last epoch is the one kept: each rank's augmentation stream is its own).
     ``owner``: the run the checkpoints belong to (its uid goes into them; each is committed
     through it before it replaces the previous one).
+    ``train.checkpoint_every`` steps, a mid-epoch checkpoint too (a run killed by SIGKILL resumes
+    from the last one; single process only, for the same reason).
     ``on_checkpoint``: called on rank 0 after each epoch's checkpoint is written (see
     :mod:`sslbench.train.retention`).
     """
     t = cfg.train
-    images = dataset.pretrain_images.to(device)
-    n, batch = images.shape[0], t.batch_size
-    steps_per_epoch = n // batch  # the last partial batch is dropped, as usual for SSL
-    if steps_per_epoch == 0:
-        raise UserError(f"train.batch_size={batch} is larger than the {n} training images of "
-                        f"{dataset.info.name}; use a smaller --batch-size")
+    batch = t.batch_size
+    source = batch_source(cfg, dataset, device)
+    steps_per_epoch = source.steps_per_epoch
     total_steps = t.epochs * steps_per_epoch
-    local_batch = batch // collectives.world_size()  # this rank's part of the global batch
 
     on_cuda = device.type == "cuda"
     use_cl = on_cuda and t.channels_last
     memory_format = torch.channels_last if use_cl else torch.contiguous_format
     method.to(device, memory_format=memory_format).train()
     training_step = prepare(method, device, t.sync_batchnorm)
-    optimizer, scheduler = optimization(cfg, method, n)
+    optimizer, scheduler = optimization(cfg, method, steps_per_epoch)
     if augment is None:
-        augment = BatchAugment(cfg.augment, mean=dataset.info.mean, std=dataset.info.std,
-                               out_size=dataset.info.image_size)
+        augment = pretraining_augment(cfg.augment, dataset.info)
     if t.compile:  # the (DDP-wrapped) step, compiled with the method's modules inside
         training_step = torch.compile(training_step)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda and t.amp
@@ -123,6 +122,7 @@ def pretrain(
     at = Position()
     if resume_from is not None:
         at = _restore(resume_from, method, optimizer, scheduler, device)
+        source.check_position(resume_from.get("stream"))
 
     def snapshot(position: Position, **mid_epoch: Any) -> None:
         if not collectives.is_main():  # rank 0 writes; the unwrapped method loads at any size
@@ -131,18 +131,18 @@ def pretrain(
             "format": FORMAT, "method": method.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "epoch": position.epochs_done,
             "batch": position.batches_done, "step": position.step, "rng": capture_rng(device),
-            "world_size": collectives.world_size(), "run_uid": owner and owner.uid, **mid_epoch,
+            "world_size": collectives.world_size(), "run_uid": owner and owner.uid,
+            "stream": source.position(position.batches_done), **mid_epoch,
         }, commit=owner and owner.commit)
 
     step, final_loss, start = at.step, float("nan"), time.perf_counter()
     with (TrainProgress(total_steps, steps_per_epoch, enabled=show_progress) as progress,
-          stop.deferring() if stop is not None else contextlib.nullcontext()):
+          stop.deferring() if stop is not None else contextlib.nullcontext(),
+          contextlib.closing(source)):
         for epoch in range(at.epochs_done + 1, t.epochs + 1):
             epoch_start = time.perf_counter()
             order_gen, aug_gen = epoch_generators(t.seed, epoch, device,
                                                   stream=collectives.rank())
-            # this rank's part of every global batch (all of it in a single process)
-            order = collectives.shard(torch.randperm(n, generator=order_gen), batch).to(device)
             loss_sum = torch.zeros((), device=device)
             first_bad = torch.full((), -1, dtype=torch.long, device=device)
             method_logs: dict[str, float] = {}
@@ -153,8 +153,7 @@ def pretrain(
                 loss_sum += resume_from["loss_sum"].to(device)
                 first_bad.copy_(resume_from["first_bad"])
                 method_logs = dict(resume_from["method_logs"])
-            for i in range(first_batch, steps_per_epoch):
-                x = images[order[i * local_batch:(i + 1) * local_batch]]
+            for i, x in enumerate(source.epoch(order_gen, first_batch), start=first_batch):
                 views = [augment(x, aug_gen, view=v).contiguous(memory_format=memory_format)
                          for v in range(1, num_views + 1)]
                 with autocast:
@@ -181,13 +180,16 @@ def pretrain(
                     done = i + 1 - first_batch
                     seen = done * batch / (time.perf_counter() - epoch_start)
                     progress.update(step, epoch, (loss_sum / (i + 1)).item(), seen)
-                if stop is not None and _stop_now(stop, synced, device):
+                stopping = stop is not None and _stop_now(stop, synced, device)
+                if stopping or (t.checkpoint_every and step % t.checkpoint_every == 0
+                                and i + 1 < steps_per_epoch and collectives.world_size() == 1):
                     _raise_if_non_finite(first_bad)
-                    if collectives.world_size() > 1:  # the last epoch's checkpoint is kept
+                    if stopping and collectives.world_size() > 1:  # the last epoch's is kept
                         raise _killed(stop.received, epoch, step, saved=False)
                     snapshot(Position(epoch - 1, i + 1, step), aug_rng=aug_gen.get_state(),
                              loss_sum=loss_sum.cpu(), first_bad=first_bad.cpu(),
                              method_logs=method_logs)
+                if stopping:
                     raise _killed(stop.received, epoch, step)
 
             seconds = time.perf_counter() - epoch_start
@@ -213,11 +215,10 @@ def pretrain(
                           checkpoint=checkpoint_path)
 
 
-def optimization(cfg: RunConfig, method: nn.Module, n_images: int
+def optimization(cfg: RunConfig, method: nn.Module, steps_per_epoch: int
                  ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """The optimizer and LR schedule of a run of ``cfg`` on ``n_images`` training images (what
-    a checkpoint's states are loaded into)."""
-    steps_per_epoch = n_images // cfg.train.batch_size
+    """The optimizer and LR schedule of a run of ``cfg`` with ``steps_per_epoch`` optimizer
+    steps per epoch (what a checkpoint's states are loaded into)."""
     optimizer = build_optimizer(method, cfg.optimizer, cfg.train.batch_size)
     return optimizer, build_scheduler(optimizer, cfg.optimizer, cfg.train.epochs * steps_per_epoch,
                                       steps_per_epoch)

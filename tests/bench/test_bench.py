@@ -200,3 +200,23 @@ def test_time_to_accuracy_and_startup_are_recorded(db: Path) -> None:
     assert 0 <= tta.summary["final_top1"] <= 1
     assert tta.summary["best_top1"] >= tta.summary["final_top1"]
     assert startup.summary["help_s"] > 0 and len(startup.metrics) == 1
+
+
+def test_throughput_of_the_streamed_path_beside_the_in_memory_one(
+        db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sslbench.data.prepare import PrepareOptions, prepare
+
+    prepare("synthetic", tmp_path / "shards", PrepareOptions(shard_size=64, workers=0),
+            echo=lambda line: None)
+    code = main(["bench", "throughput", "byol", "--dataset", "synthetic", "--width", "4",
+                 "--batch-size", "16", "--steps", "2", "--warmup", "1", "--rounds", "1",
+                 "--workers", "0", "--gpus", "0", "--db", str(db),
+                 "--set", f"data.prepared={tmp_path / 'shards'}", "--set", "data.workers=0"])
+    assert code == 0
+    assert "(f) streamed from the shards" in capsys.readouterr().out
+    with Store.open(str(db)) as store:
+        s = store.get_run(1).summary
+    assert s["stream_overhead"] == pytest.approx(1 - s["stream_img_s"] / s["ceiling_img_s"])
+    assert s["stream_over_real"] == pytest.approx(s["stream_img_s"] / s["real_img_s"])
+    if Path("/proc/self/clear_refs").exists():
+        assert s["stream_peak_rss_mb"] > 0 and s["real_peak_rss_mb"] > 0
