@@ -51,11 +51,11 @@ for name, decode in (("nvJPEG", lambda p: decode_batch(p, m, cuda)),
 PY
 recipe=$repo/recipes/imagenet100/simclr.yaml
 for decode in device workers; do
-  timeout 200 python3 -m sslbench bench throughput simclr --config "$recipe" --gpus 1 --steps 20 \
+  timeout 110 python3 -m sslbench bench throughput simclr --config "$recipe" --gpus 1 --steps 20 \
     --warmup 5 --rounds 2 --workers 0 --set data.prepared=prepared \
     --set data.decode=$decode --set data.workers=14
 done
-timeout 200 python3 -m sslbench pretrain simclr --config "$recipe" --gpus 1 --quiet \
+timeout 150 python3 -m sslbench pretrain simclr --config "$recipe" --gpus 1 --quiet \
   train.epochs=1 data.prepared=prepared data.memory_budget_gb=0.5 train.checkpoint_every=10 \
   eval.linear.epochs=2 "train.output_dir=$work/runs"
 echo "pretrain: exit $?"
