@@ -45,6 +45,9 @@ def reproduce_command(
         "--quick", help="Tschannen et al.'s: a smoke run (few steps, 512/256 images).")] = False,
     mi_target: Annotated[str, typer.Option(
         help="mi-target: the targets t of |Î − t| in nats, comma-separated.")] = "2,4",
+    set_keys: Annotated[list[str] | None, typer.Option(
+        "--set", help="Tschannen et al.'s: an infomax KEY=VALUE for every run, repeatable "
+                      "(e.g. method.realnvp_layers=10 for a smaller flow).")] = None,
     gpus: Annotated[int | None, typer.Option(help="0: CPU; 1: one GPU.")] = None,
     db: DbOption = None,
 ) -> None:
@@ -63,7 +66,8 @@ def reproduce_command(
     settings = ReproSettings(db=db, out_dir=out_dir, output_dir=output_dir, dataset=dataset,
                              data_dir=data_dir, train_size=train_size, test_size=test_size,
                              epochs=epochs, batch_sizes=sizes, seed=seed, seeds=seeds, steps=steps,
-                             eval_every=eval_every, quick=quick, mi_targets=targets, gpus=gpus)
+                             eval_every=eval_every, quick=quick, mi_targets=targets,
+                             overrides=list(set_keys or []), gpus=gpus)
     check_settings(name, settings)
     from sslbench.reproduce import run_reproduction
 

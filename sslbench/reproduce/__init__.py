@@ -38,8 +38,18 @@ REPRODUCTIONS: dict[str, tuple[str, str]] = {
                         "InfoNCE estimate vs log K for batch sizes 16 to 512"),
     "critics": ("sslbench.reproduce.tschannen",
                 "Tschannen et al. sec. 3.2: bilinear/separable vs MLP critic, InfoNCE and NWJ"),
+    "bijective": ("sslbench.reproduce.tschannen",
+                  "Tschannen et al. sec. 3.1: RealNVP encoders, MI fixed, the probe moves"),
+    "adversarial": ("sslbench.reproduce.tschannen",
+                    "Tschannen et al. sec. 3.1: an invertible encoder trained to defeat a probe"),
+    "skip-mlp": ("sslbench.reproduce.tschannen",
+                 "Tschannen et al. sec. 3.1: the Jacobian of an identity-initialised MLP"),
+    "mi-target": ("sslbench.reproduce.tschannen",
+                  "Tschannen et al. sec. 3.3: ConvNet vs MLP trained to an estimate t"),
     "gaussian-bounds": ("sslbench.reproduce.gaussian",
                         "InfoNCE/NWJ/DV on Gaussians with known MI swept upward"),
+    "negative-sampling": ("sslbench.reproduce.gaussian",
+                          "Tschannen et al. sec. 4: bounds above the true MI without iid pairs"),
     "batch-size": ("sslbench.reproduce.training",
                    "linear accuracy vs batch size: SimCLR vs BYOL, Barlow Twins, VICReg"),
 }
@@ -64,6 +74,7 @@ class ReproSettings:
     eval_every: int | None = None  # None: the paper's (1 000)
     quick: bool = False  # a smoke run: few steps, few images
     mi_targets: list[float] = field(default_factory=lambda: [2.0, 4.0])
+    overrides: list[str] = field(default_factory=list)  # infomax keys for every run of a cell grid
     gpus: int | None = None
 
 

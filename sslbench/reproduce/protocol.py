@@ -119,11 +119,12 @@ def test_bound(method: nn.Module, images: torch.Tensor, bound: str, batch_size: 
     return torch.stack(values).mean().item()
 
 
-def probe_and_bound(data: Halves, schedule: Schedule, seed: int, noise_std: float = 0.0
-                    ) -> Evaluate:
+def probe_and_bound(data: Halves, schedule: Schedule, seed: int, noise_std: float = 0.0,
+                    extra: Evaluate | None = None) -> Evaluate:
     """The notebook's evaluation of an ``infomax`` method on the two halves: the SAGA logistic
-    regression on the top-half codes, the bound (and |Î − t| with a target) on the test split.
-    With ``noise_std`` the codes are of noisy images, as the notebook computes them."""
+    regression on the top-half codes, the bound (and |Î − t| with a target) on the test split;
+    then what ``extra`` measures. With ``noise_std`` the codes are of noisy images, as the
+    notebook computes them."""
 
     def evaluate(method: nn.Module, step: int) -> dict[str, float]:
         gen = torch.Generator(device=data.train_x.device).manual_seed(seed * 1_000_003 + step)
@@ -137,9 +138,31 @@ def probe_and_bound(data: Halves, schedule: Schedule, seed: int, noise_std: floa
         out = {"probe_accuracy": accuracy, "test_bound": estimate}
         if cfg.mi_target is not None:
             out["test_objective"] = abs(estimate - cfg.mi_target)
-        return out
+        return out | (extra(method, step) if extra is not None else {})
 
     return evaluate
+
+
+class EpochBatches:
+    """The indices of batch ``position`` of a run: epoch after epoch, each in a random order
+    fixed by (seed, epoch) alone (the last partial batch dropped), so a run resumed at any
+    position draws what it would have drawn."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, device: torch.device) -> None:
+        self.n, self.batch, self.seed, self.device = n, batch_size, seed, device
+        self.per_epoch = n // batch_size
+        if self.per_epoch == 0:
+            raise UserError(f"batch {batch_size} is larger than the {n} training images; "
+                            "use more images (--train-size)")
+        self._epoch, self._order = -1, torch.empty(0, dtype=torch.long)
+
+    def __call__(self, position: int) -> torch.Tensor:
+        epoch, i = divmod(position, self.per_epoch)
+        if epoch != self._epoch:
+            order_gen, _ = epoch_generators(self.seed, epoch + 1, self.device)
+            self._epoch, self._order = epoch, torch.randperm(self.n, generator=order_gen).to(
+                self.device)
+        return self._order[i * self.batch:(i + 1) * self.batch]
 
 
 def train_steps(store: Store, run_id: int, method: nn.Module, cfg: RunConfig, data: Halves,
@@ -150,41 +173,30 @@ def train_steps(store: Store, run_id: int, method: nn.Module, cfg: RunConfig, da
     this run) if given. The objective is the method's (−Î, or |Î − t|)."""
     device = data.train_x.device
     optimizer = build_optimizer(method, cfg.optimizer, schedule.batch_size)
-    n, batch = data.train_x.shape[0], schedule.batch_size
-    steps_per_epoch = n // batch
-    if steps_per_epoch == 0:
-        raise UserError(f"batch {batch} is larger than the {n} training images; "
-                        "use more images (--train-size)")
-    path = run_dir / CHECKPOINT_NAME
-    step, loss_sum, loss_count, noise_state = 0, 0.0, 0, None
+    batches = EpochBatches(data.train_x.shape[0], schedule.batch_size, cfg.train.seed, device)
+    noise_gen = torch.Generator(device=device).manual_seed(cfg.train.seed * 1_000_003 + 17)
+    step, loss_sum, loss_count = 0, 0.0, 0
     if state is not None:
         method.load_state_dict(state["method"])
         optimizer.load_state_dict(state["optimizer"])
         step, loss_sum, loss_count = state["step"], state["loss_sum"], state["loss_count"]
-        noise_state = state["noise_rng"]
-    order = noise_gen = None
+        noise_gen.set_state(state["noise_rng"])
 
     def checkpoint() -> None:
-        save_checkpoint(path, {"run_id": run_id, "method": method.state_dict(),
-                               "optimizer": optimizer.state_dict(), "step": step,
-                               "loss_sum": loss_sum, "loss_count": loss_count,
-                               "noise_rng": noise_gen.get_state() if noise_gen is not None
-                               else noise_state})
+        save_checkpoint(run_dir / CHECKPOINT_NAME, {
+            "run_id": run_id, "method": method.state_dict(), "optimizer": optimizer.state_dict(),
+            "step": step, "loss_sum": loss_sum, "loss_count": loss_count,
+            "noise_rng": noise_gen.get_state()})
 
     def evaluation() -> None:
         nonlocal loss_sum, loss_count
-        start = time.perf_counter()
-        method.eval()
-        metrics = evaluate(method, step)
-        method.train()
+        metrics = timed_evaluation(evaluate, method, step)
         if loss_count:
             if not math.isfinite(loss_sum):
                 raise RunFailure(f"{NON_FINITE} between steps {step - loss_count} and {step}")
             metrics["train_objective"] = loss_sum / loss_count
-        store.log_metrics(run_id, metrics, step=step, epoch=schedule.rounds(step))
+        log_evaluation(store, run_id, schedule, step, metrics, echo)
         loss_sum, loss_count = 0.0, 0
-        echo(f"  run {run_id} step {step:>6}/{schedule.steps}: " + ", ".join(
-            f"{k} {v:.4f}" for k, v in metrics.items()) + f" ({time.perf_counter() - start:.0f} s)")
         checkpoint()
 
     method.train()
@@ -192,14 +204,7 @@ def train_steps(store: Store, run_id: int, method: nn.Module, cfg: RunConfig, da
         evaluation()
     with StopSignals() as stop, stop.deferring():
         while step < schedule.steps:
-            epoch, i = divmod(step, steps_per_epoch)
-            if order is None or i == 0:
-                order_gen, noise_gen = epoch_generators(cfg.train.seed, epoch + 1, device)
-                order = torch.randperm(n, generator=order_gen).to(device)
-                if noise_state is not None:  # resumed mid-epoch: the noise stream goes on
-                    noise_gen.set_state(noise_state)
-                    noise_state = None
-            x = data.train_x[order[i * batch:(i + 1) * batch]]
+            x = data.train_x[batches(step)]
             if noise_std > 0:
                 x = with_shared_noise(x, noise_std, noise_gen)
             loss, _ = method.training_step([x, x])
@@ -212,13 +217,41 @@ def train_steps(store: Store, run_id: int, method: nn.Module, cfg: RunConfig, da
                 evaluation()
             elif stop.received is not None:
                 checkpoint()
-            if stop.received is not None:
-                raise RunKilled(f"interrupted by {stop.received.name} at step {step}; "
-                                "checkpoint saved", stop.received.value)
+            raise_if_stopped(stop, step)
+
+
+def timed_evaluation(evaluate: Evaluate, module: nn.Module, step: int) -> dict[str, float]:
+    """``evaluate`` in eval mode (and back to train mode), with its duration as ``eval_s``."""
+    start = time.perf_counter()
+    module.eval()
+    metrics = evaluate(module, step)
+    module.train()
+    return metrics | {"eval_s": time.perf_counter() - start}
+
+
+def log_evaluation(store: Store, run_id: int, schedule: Schedule, step: int,
+                   metrics: dict[str, float], echo: Echo) -> None:
+    """Store an evaluation (``epoch`` = its round) and print it."""
+    store.log_metrics(run_id, metrics, step=step, epoch=schedule.rounds(step))
+    echo(f"  run {run_id} step {step:>6}/{schedule.steps}: "
+         + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+
+
+def raise_if_stopped(stop: StopSignals, step: int) -> None:
+    """After a SIGINT/SIGTERM (the checkpoint written): stop the run as KILLED."""
+    if stop.received is not None:
+        raise RunKilled(f"interrupted by {stop.received.name} at step {step}; checkpoint saved",
+                        stop.received.value)
 
 
 # Every cell: the paper's constant learning rate (no warm-up, no decay).
 CONSTANT_LR = ("optimizer.warmup_epochs=0", "optimizer.min_lr_ratio=1.0")
+
+
+def cell_config(dataset: str, seed: int, overrides: tuple[str, ...] | list[str]) -> RunConfig:
+    """The ``infomax`` config of a cell (a bad key is a one-line ConfigError)."""
+    return resolve_config("infomax", flags={"data.dataset": dataset, "train.seed": seed},
+                          overrides=[*CONSTANT_LR, *overrides])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,8 +265,7 @@ class Cell:
     noise_std: float = 0.0  # Gaussian noise shared by the two halves (the skip-MLP experiment)
 
     def config(self, dataset: str) -> RunConfig:
-        return resolve_config("infomax", flags={"data.dataset": dataset, "train.seed": self.seed},
-                              overrides=[*CONSTANT_LR, *self.overrides])
+        return cell_config(dataset, self.seed, self.overrides)
 
     def identity(self, reproduction: str, schedule: Schedule, dataset: str) -> dict[str, Any]:
         """What finds the cell's run again: what was asked for, not the resolved config (a new
@@ -243,20 +275,28 @@ class Cell:
                 "protocol": dataclasses.asdict(schedule)}
 
 
-def run_cell(store: Store, parent_id: int, reproduction: str, cell: Cell, data: Halves,
-             schedule: Schedule, s: ReproSettings, echo: Echo,
-             evaluate: Evaluate | None = None) -> RunRecord:
-    """Train and evaluate ``cell`` as a child run of ``parent_id`` — or skip it if it finished,
-    or continue it from its checkpoint if it was stopped; the run as stored afterwards."""
-    cfg = cell.config(data.name)
-    identity = cell.identity(reproduction, schedule, data.name)
+@dataclasses.dataclass(frozen=True)
+class Child:
+    """A child run about to train: new, or taken up again from its checkpoint (``state``)."""
+
+    run_id: int
+    run_dir: Path
+    state: dict[str, Any] | None
+
+
+def open_child(store: Store, parent_id: int, identity: dict[str, Any], label: str,
+               config: dict[str, Any], s: ReproSettings, device: torch.device,
+               rounds: Callable[[int], int], echo: Echo) -> Child | RunRecord:
+    """The child of ``parent_id`` whose ``cell`` is ``identity``: its record if it finished
+    (nothing to do), else the run to train — a stopped one made RUNNING again from its checkpoint
+    (its metric rows after the checkpoint's round, ``rounds(step)``, removed), or a new one with
+    ``config`` (its method, dataset, seed, backbone from there)."""
     found = [r for r in store.children(parent_id) if r.config.get("cell") == identity]
-    device = data.train_x.device
     if found and _finished(found[-1]):
-        echo(f"run {found[-1].id}: {cell.label}: {found[-1].status}, skipped")
+        echo(f"run {found[-1].id}: {label}: {found[-1].status}, skipped")
         return found[-1]
     if found and found[-1].status == "RUNNING":
-        raise UserError(f"run {found[-1].id} ({cell.label}) is running in another process "
+        raise UserError(f"run {found[-1].id} ({label}) is running in another process "
                         f"(pid {found[-1].pid} on {found[-1].host}); wait for it to finish")
     state = None
     if found:
@@ -267,31 +307,45 @@ def run_cell(store: Store, parent_id: int, reproduction: str, cell: Cell, data: 
             if state.get("run_id") != run_id:
                 raise UserError(f"{str(run_dir / CHECKPOINT_NAME)!r} is not run {run_id}'s "
                                 f"checkpoint (it names run {state.get('run_id')})")
-        done = schedule.rounds(state["step"]) if state is not None else -1
-        store.resume_run(run_id, epochs_done=done)
-        echo(f"run {run_id}: {cell.label}: continuing at step "
-             f"{state['step'] if state else 0}/{schedule.steps}")
+        store.resume_run(run_id, epochs_done=rounds(state["step"]) if state is not None else -1)
+        echo(f"run {run_id}: {label}: continuing at step {state['step'] if state else 0}")
     else:
-        run_id = store.create_run(kind="reproduce", method=cfg.method_name, dataset=data.name,
-                                  config={"cell": identity, **cfg.to_dict()}, seed=cell.seed,
-                                  backbone=cfg.method.encoder, parent_id=parent_id,
+        run_id = store.create_run(kind="reproduce", method=config["method"]["name"],
+                                  dataset=config["data"]["dataset"],
+                                  config={"cell": identity, **config}, seed=identity["seed"],
+                                  backbone=config["method"].get("encoder"), parent_id=parent_id,
                                   device=device_label(device))
         run_dir = _run_dir(s, run_id, identity)
-        echo(f"run {run_id}: {cell.label}")
+        echo(f"run {run_id}: {label}")
     run_dir.mkdir(parents=True, exist_ok=True)
     store.set_run_dir(run_id, run_dir)
+    return Child(run_id, run_dir, state)
+
+
+def run_cell(store: Store, parent_id: int, reproduction: str, cell: Cell, data: Halves,
+             schedule: Schedule, s: ReproSettings, echo: Echo,
+             extra: Evaluate | None = None) -> RunRecord:
+    """Train and evaluate ``cell`` as a child run of ``parent_id`` — or skip it if it finished,
+    or continue it from its checkpoint if it was stopped; the run as stored afterwards. ``extra``
+    adds its metrics to every evaluation."""
+    cfg = cell.config(data.name)
+    device = data.train_x.device
+    child = open_child(store, parent_id, cell.identity(reproduction, schedule, data.name),
+                       cell.label, cfg.to_dict(), s, device, schedule.rounds, echo)
+    if isinstance(child, RunRecord):
+        return child
     try:
-        with recording(store, run_id):
+        with recording(store, child.run_id):
             seed_everything(cell.seed)
             method = build_method(cfg, data.train_x.shape[1]).to(device)
-            evaluate = evaluate or probe_and_bound(data, schedule, cell.seed, cell.noise_std)
-            train_steps(store, run_id, method, cfg, data, schedule, evaluate, run_dir, echo,
-                        noise_std=cell.noise_std, state=state)
+            evaluate = probe_and_bound(data, schedule, cell.seed, cell.noise_std, extra)
+            train_steps(store, child.run_id, method, cfg, data, schedule, evaluate,
+                        child.run_dir, echo, noise_std=cell.noise_std, state=child.state)
     except RunFailure as exc:
         if NON_FINITE not in str(exc):
             raise
         echo(f"{exc} (FAILED; the other cells go on)")
-    return store.get_run(run_id)
+    return store.get_run(child.run_id)
 
 
 def _run_dir(s: ReproSettings, run_id: int, identity: dict[str, Any]) -> Path:
