@@ -9,10 +9,10 @@ from collections.abc import Sequence
 
 def mean_interval(values: Sequence[float]) -> tuple[float, float]:
     """The mean and the half-width of its 95 % Student-t interval (nan with one value, both nan
-    with a non-finite one): t₀.₉₇₅(n − 1) · s / √n."""
+    with none or a non-finite one): t₀.₉₇₅(n − 1) · s / √n."""
     from scipy.stats import t
 
-    if not all(math.isfinite(v) for v in values):
+    if not values or not all(math.isfinite(v) for v in values):
         return math.nan, math.nan
     mean = statistics.fmean(values)
     if len(values) < 2:

@@ -149,6 +149,7 @@ def prepare(s: ReproSettings, paper: Schedule) -> tuple[ReproSettings, Schedule,
     s = sized(s)
     schedule = schedule_of(s, paper)
     check_output_dir(s.output_dir)
+    cell_config(s.dataset, s.seed, s.overrides)  # a bad --set key: one line, no store written
     return s, schedule, load_halves(s, resolve_device(s.gpus))
 
 
@@ -227,6 +228,19 @@ def _start_and_end(runs: list[RunRecord], key: str) -> tuple[tuple[float, float]
     return mean_interval(first), mean_interval(change)
 
 
+def _invertible_summary(label: str, key: str, runs: list[RunRecord], echo: Echo
+                        ) -> dict[str, float]:
+    """The probe at step 0, its change to the end (mean ± 95 % interval over seeds) and the
+    largest |g⁻¹(g(x)) − x| at any seed's last evaluation: an invertible encoder's story."""
+    (acc0, _), (change, change_ci) = _start_and_end(runs, "probe_accuracy")
+    error = max((final(r, "inverse_max_error") for r in runs if r.status == "COMPLETED"),
+                default=math.nan)
+    echo(f"  {label}: probe {100 * acc0:.2f} % at step 0, change {100 * change:+.2f} ± "
+         f"{100 * change_ci:.2f} points; largest |g⁻¹(g(x)) − x| {error:.1e}")
+    return {f"{key}_accuracy_at_step_0": acc0, f"{key}_accuracy_change": change,
+            f"{key}_accuracy_change_ci95": change_ci, f"{key}_inverse_max_error": error}
+
+
 def _cells(seeds: list[int], grid: dict[str, tuple[str, ...]], common: tuple[str, ...],
            noise_std: float = 0.0) -> list[tuple[str, Cell]]:
     """(group, cell) for every seed and every entry of ``grid`` (group label → keys)."""
@@ -269,15 +283,8 @@ def bijective(s: ReproSettings, echo: Echo) -> int:
         summary: dict[str, float] = {}
         for group, group_runs in runs.items():
             key = "infonce" if "InfoNCE" in group else "nwj"
-            (acc0, _), (gain, gain_ci) = _start_and_end(group_runs, "probe_accuracy")
-            summary |= _group_summary(group, key, group_runs, echo) | {
-                f"{key}_accuracy_at_step_0": acc0, f"{key}_accuracy_change": gain,
-                f"{key}_accuracy_change_ci95": gain_ci,
-                f"{key}_inverse_max_error": max((final(r, "inverse_max_error") for r in group_runs
-                                                 if r.status == "COMPLETED"), default=math.nan)}
-            echo(f"  {group}: probe {100 * acc0:.2f} % at step 0, change {100 * gain:+.2f} ± "
-                 f"{100 * gain_ci:.2f} points; largest |g⁻¹(g(x)) − x| "
-                 f"{summary[f'{key}_inverse_max_error']:.1e}")
+            summary |= (_group_summary(group, key, group_runs, echo)
+                        | _invertible_summary(group, key, group_runs, echo))
         store.update_summary(run_id, **summary)
         path = Path(s.out_dir) / "bijective.png"
         plot_step_panels(path, _panels(runs, {"probe_accuracy": "probe accuracy",
@@ -425,6 +432,7 @@ def adversarial(s: ReproSettings, echo: Echo) -> int:
     warmup = WARMUP_STEPS if not s.quick else 10
     check_output_dir(s.output_dir)
     keys = ("method.encoder=realnvp", "method.realnvp_scale=softplus", *s.overrides)
+    cell_config(s.dataset, s.seed, keys)
     data = load_halves(s, resolve_device(s.gpus))
     config = _settings_config(s, schedule, data) | {
         "warmup_steps": warmup, "classifier_steps": CLASSIFIER_STEPS,
@@ -444,16 +452,8 @@ def adversarial(s: ReproSettings, echo: Echo) -> int:
                     train_adversarial(store, child, cfg, data, schedule, warmup, echo)
                 child = store.get_run(child.run_id)
             runs.append(child)
-        (acc0, _), (drop, drop_ci) = _start_and_end(runs, "probe_accuracy")
-        summary = _group_summary("adversarial RealNVP", "adversarial", runs, echo,
-                                 bound=False) | {
-            "adversarial_accuracy_at_step_0": acc0, "adversarial_accuracy_change": drop,
-            "adversarial_accuracy_change_ci95": drop_ci,
-            "adversarial_inverse_max_error": max((final(r, "inverse_max_error") for r in runs
-                                                  if r.status == "COMPLETED"), default=math.nan)}
-        echo(f"  probe {100 * acc0:.2f} % at step 0, change {100 * drop:+.2f} ± "
-             f"{100 * drop_ci:.2f} points; largest |g⁻¹(g(x)) − x| "
-             f"{summary['adversarial_inverse_max_error']:.1e}")
+        summary = (_group_summary("adversarial RealNVP", "adversarial", runs, echo, bound=False)
+                   | _invertible_summary("adversarial RealNVP", "adversarial", runs, echo))
         store.update_summary(run_id, **summary)
         path = Path(s.out_dir) / "adversarial.png"
         group = {"adversarial RealNVP": runs}
