@@ -128,7 +128,8 @@ def plot_step_panels(path: Path, panels: dict[str, dict[str, Curves]],
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+        if ax.get_legend_handles_labels()[0]:  # a panel whose runs all failed has no curve
+            ax.legend(fontsize=7, loc="best")
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     fig.tight_layout()
