@@ -40,6 +40,8 @@ _MOVED_KEYS = {
     "method.small_crop_size": "augment.small_crop_size",
     "method.small_crop_min_scale": "augment.small_crop_min_scale",
     "method.small_crop_max_scale": "augment.small_crop_max_scale",
+    # infomax: one width for both critics until the separable one got the paper's own (100)
+    "method.critic_hidden_dim": "method.mlp_critic_hidden_dim",
 }
 
 

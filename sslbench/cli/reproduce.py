@@ -20,17 +20,34 @@ def reproduce_command(
     name: Annotated[str, typer.Argument(help="Which reproduction (see above).")],
     out_dir: Annotated[str, typer.Option(
         "--out", help="Folder for the figure (PNG).")] = "reproductions",
+    output_dir: Annotated[str, typer.Option(
+        help="Tschannen et al.'s: folder of the runs' checkpoints.")] = "runs",
     dataset: Annotated[str, typer.Option(help="Dataset of the training ones.")] = "fashion-mnist",
     data_dir: Annotated[str | None, typer.Option(
         help="Root holding one folder per dataset [env SSLBENCH_DATA].")] = None,
-    train_size: Annotated[int, typer.Option(
-        help="Random train images used (pretraining and probe).")] = 10000,
-    test_size: Annotated[int, typer.Option(help="Random test images for the probe.")] = 2000,
+    train_size: Annotated[int | None, typer.Option(
+        help="Random train images used (pretraining and probe) [10 000 for simsiam-collapse "
+             "and batch-size; all for Tschannen et al.'s].")] = None,
+    test_size: Annotated[int | None, typer.Option(
+        help="Random test images for the probe [2 000; all for Tschannen et al.'s].")] = None,
     epochs: Annotated[int | None, typer.Option(
         help="Pretraining epochs [each reproduction's own].")] = None,
     batch_sizes: Annotated[str, typer.Option(
         help="batch-size: the sizes compared, comma-separated.")] = "16,64,256,512",
-    seed: Annotated[int, typer.Option(help="Seed of everything random.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of everything random (the first seed).")] = 0,
+    seeds: Annotated[int, typer.Option(
+        help="Tschannen et al.'s: seeds per configuration (--seed, --seed + 1, ...).")] = 3,
+    steps: Annotated[int | None, typer.Option(
+        help="Tschannen et al.'s: training steps [the paper's, 21 000 mostly].")] = None,
+    eval_every: Annotated[int | None, typer.Option(
+        help="Tschannen et al.'s: steps between evaluations [the paper's, 1 000].")] = None,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="Tschannen et al.'s: a smoke run (few steps, 512/256 images).")] = False,
+    mi_target: Annotated[str, typer.Option(
+        help="mi-target: the targets t of |Î − t| in nats, comma-separated.")] = "2,4",
+    set_keys: Annotated[list[str] | None, typer.Option(
+        "--set", help="Tschannen et al.'s: an infomax KEY=VALUE for every run, repeatable "
+                      "(e.g. method.realnvp_layers=10 for a smaller flow).")] = None,
     gpus: Annotated[int | None, typer.Option(help="0: CPU; 1: one GPU.")] = None,
     db: DbOption = None,
 ) -> None:
@@ -42,9 +59,15 @@ def reproduce_command(
         sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
     except ValueError:
         raise UserError(f"--batch-sizes {batch_sizes!r} must be integers, e.g. 16,64,256") from None
-    settings = ReproSettings(db=db, out_dir=out_dir, dataset=dataset, data_dir=data_dir,
-                             train_size=train_size, test_size=test_size, epochs=epochs,
-                             batch_sizes=sizes, seed=seed, gpus=gpus)
+    try:
+        targets = [float(t) for t in mi_target.split(",") if t.strip()]
+    except ValueError:
+        raise UserError(f"--mi-target {mi_target!r} must be numbers in nats, e.g. 2,4") from None
+    settings = ReproSettings(db=db, out_dir=out_dir, output_dir=output_dir, dataset=dataset,
+                             data_dir=data_dir, train_size=train_size, test_size=test_size,
+                             epochs=epochs, batch_sizes=sizes, seed=seed, seeds=seeds, steps=steps,
+                             eval_every=eval_every, quick=quick, mi_targets=targets,
+                             overrides=list(set_keys or []), gpus=gpus)
     check_settings(name, settings)
     from sslbench.reproduce import run_reproduction
 

@@ -7,7 +7,8 @@ Learning", ICML 2023, eq. 3 and sec. 4):
 H by KDE on the batch's projections (``method.kernel``, ``method.bandwidth``; see
 ``sslbench.mi.entropy``) and q a von Mises–Fisher (cosine term, κ = ``method.kappa``) or a
 Gaussian (MSE term, σ = ``method.sigma``) centred on the other view's projection. Symmetrised
-over the two views; the loss is minus the bound, in nats.
+over the two views; the loss is minus the bound, in nats. In a distributed run the projections of
+every worker are gathered first: the KDE (and its bandwidth) sees the global batch.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from sslbench.config import RunConfig, bounded, check_bandwidth
+from sslbench.distributed.collectives import gather
 from sslbench.methods import MethodSpec
 from sslbench.methods.base import Method, StepOutput
 from sslbench.mi.entropy import BANDWIDTH_RULES, er_bound
@@ -55,7 +57,7 @@ class ER(Method):
 
     def training_step(self, views: list[torch.Tensor]) -> StepOutput:
         z1, z2 = self.projector(self.backbone(torch.cat(views))).float().chunk(2)
-        return er_loss(z1, z2, self.cfg)
+        return er_loss(gather(z1), gather(z2), self.cfg)
 
 
 SPEC = MethodSpec(

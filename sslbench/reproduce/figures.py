@@ -89,3 +89,49 @@ def plot_batch_size(path: Path, series: dict[str, list[tuple[int, float]]]) -> N
     ax.set_ylabel("linear probe top-1 (%)")
     _save(fig, ax, path)
     plt.close(fig)
+
+
+Curves = list[list[tuple[int, float]]]  # one (step, value) curve per seed
+
+
+def _mean_band(curves: Curves) -> tuple[list[int], list[float], list[float]]:
+    """Steps every curve has, the mean over the curves and their std (0 for a single one)."""
+    steps = sorted(set.intersection(*(({s for s, _ in c}) for c in curves)))
+    values = [[dict(c)[s] for c in curves] for s in steps]
+    means = [sum(v) / len(v) for v in values]
+    stds = [math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0
+            for v, m in zip(values, means, strict=True)]
+    return steps, means, stds
+
+
+def plot_step_panels(path: Path, panels: dict[str, dict[str, Curves]],
+                     hlines: dict[str, tuple[float, str]] | None = None,
+                     columns: int = 2) -> None:
+    """One panel per title: each label's mean over seeds against the training step, a band of
+    ± one std across the seeds (the notebook's ``ci="sd"``), and an optional reference line."""
+    plt = pyplot()
+    rows = math.ceil(len(panels) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.8 * columns, 3.4 * rows), dpi=100,
+                             squeeze=False)
+    for ax, (title, series) in zip(axes.flat, panels.items(), strict=False):
+        for label, curves in series.items():
+            curves = [c for c in curves if c]
+            if not curves:
+                continue
+            steps, means, stds = _mean_band(curves)
+            line = ax.plot(steps, means, label=f"{label} (n={len(curves)})", lw=1.5)[0]
+            ax.fill_between(steps, [m - s for m, s in zip(means, stds, strict=True)],
+                            [m + s for m, s in zip(means, stds, strict=True)],
+                            color=line.get_color(), alpha=0.2)
+        if hlines and title in hlines:
+            ax.axhline(hlines[title][0], color="gray", ls="--", label=hlines[title][1])
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:  # a panel whose runs all failed has no curve
+            ax.legend(fontsize=7, loc="best")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)

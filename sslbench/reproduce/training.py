@@ -14,11 +14,8 @@ from pathlib import Path
 import torch
 
 from sslbench.data import ImageDataset, load_dataset
-from sslbench.data.augment import normalize
-from sslbench.data.views import image_half
-from sslbench.eval.linear import linear_probe
 from sslbench.report.plots import load_curves
-from sslbench.reproduce import Echo, ReproSettings
+from sslbench.reproduce import SUBSET_SIZES, Echo, ReproSettings
 from sslbench.reproduce.figures import plot_batch_size, plot_curves_and_bars
 from sslbench.reproduce.record import add_figure, reproduction_run
 from sslbench.resolve import resolve_config
@@ -27,11 +24,13 @@ from sslbench.store import Store
 
 
 def load_subset(s: ReproSettings) -> ImageDataset:
-    """``train_size`` / ``test_size`` random images of each split (fixed by the seed)."""
+    """``train_size`` / ``test_size`` random images of each split (fixed by the seed; 10 000 and
+    2 000 by default)."""
     data = load_dataset(s.dataset, s.data_dir, seed=s.seed)
     gen = torch.Generator().manual_seed(s.seed)
-    train = torch.randperm(data.train_images.shape[0], generator=gen)[:s.train_size]
-    test = torch.randperm(data.test_images.shape[0], generator=gen)[:s.test_size]
+    train = torch.randperm(data.train_images.shape[0],
+                           generator=gen)[:s.train_size or SUBSET_SIZES[0]]
+    test = torch.randperm(data.test_images.shape[0], generator=gen)[:s.test_size or SUBSET_SIZES[1]]
     return dataclasses.replace(
         data, train_images=data.train_images[train].contiguous(),
         train_labels=data.train_labels[train], test_images=data.test_images[test].contiguous(),
@@ -101,51 +100,6 @@ def simsiam_collapse(s: ReproSettings, echo: Echo) -> int:
     return run_id
 
 
-def _pixel_probe(s: ReproSettings, data: ImageDataset) -> float:
-    """Linear probe on the raw pixels of the top half: what an untrained (identity-initialised)
-    RealNVP encoder gives, the reference line of the critics reproduction."""
-    info = data.info
-    train, test = ((image_half(normalize(x, info.mean, info.std), "top").flatten(1))
-                   for x in (data.train_images, data.test_images))
-    cfg = resolve_config("infomax", flags={"data.dataset": s.dataset}).eval.linear
-    return linear_probe(train, data.train_labels, test, data.test_labels, info.num_classes, cfg,
-                        seed=s.seed)["top1"]
-
-
-def critics(s: ReproSettings, echo: Echo) -> int:
-    """Tschannen et al., ICLR 2020, sec. 3.1 / Fig. 2: InfoNCE with RealNVP encoders on the top
-    and bottom halves; bilinear, separable and MLP critics; MI estimate vs linear accuracy."""
-    epochs = s.epochs or 3
-    data = load_subset(s)
-    common = ["method.encoder=realnvp", "method.bound=infonce", "optimizer.lr=1e-3"]
-    critic_names = ("bilinear", "separable", "mlp")
-    config = {**_subset_config(s, data), "epochs": epochs, "critics": list(critic_names),
-              "common": common}
-    with reproduction_run("critics", s, config, s.dataset, echo) as (store, run_id):
-        runs = {c: _pretrain(s, data, run_id, "infomax", epochs, [*common, f"method.critic={c}"],
-                             echo) for c in critic_names}
-        curves = load_curves(store, list(runs.values()), ["mi_estimate", "mi_log_k"])
-        top1 = {c: _linear_top1(store, rid) for c, rid in runs.items()}
-        pixels = _pixel_probe(s, data)
-        summary: dict[str, float] = {"pixels_top_half_linear_top1": pixels}
-        for c, rid in runs.items():
-            summary[f"{c}_mi_estimate"] = _last(curves, rid, "mi_estimate")
-            summary[f"{c}_linear_top1"] = top1[c]
-            echo(f"  {c} critic (run {rid}): held-out InfoNCE per epoch "
-                 + " / ".join(f"{v:.3f}" for _, v in sorted(curves[rid]["mi_estimate"]))
-                 + f" nats (log K = {_last(curves, rid, 'mi_log_k'):.3f}), linear top-1 "
-                 f"{100 * top1[c]:.2f} %")
-        echo(f"  raw top-half pixels: linear top-1 {100 * pixels:.2f} %")
-        store.update_summary(run_id, **summary)
-        path = Path(s.out_dir) / "critics.png"
-        bars = {f"{c} critic": v for c, v in top1.items()} | {"top-half pixels": pixels}
-        plot_curves_and_bars(path, {f"{c} critic": sorted(curves[rid]["mi_estimate"])
-                                    for c, rid in runs.items()},
-                             "held-out InfoNCE estimate (nats)", bars, "linear probe top-1 (%)")
-        add_figure(store, run_id, path, echo)
-    return run_id
-
-
 BATCH_METHODS = ("simclr", "byol", "barlow", "vicreg")
 
 
@@ -174,4 +128,4 @@ def batch_size(s: ReproSettings, echo: Echo) -> int:
     return run_id
 
 
-RUNNERS = {"simsiam-collapse": simsiam_collapse, "critics": critics, "batch-size": batch_size}
+RUNNERS = {"simsiam-collapse": simsiam_collapse, "batch-size": batch_size}

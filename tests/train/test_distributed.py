@@ -45,21 +45,24 @@ SMALL = {
     "moco": ["method.queue_size=16", "method.symmetric=true"],
     "simsiam": ["method.predictor_hidden_dim=8"],
     "dino": ["method.num_prototypes=6", "method.freeze_prototypes_steps=0"],
+    "infomax": ["method.encoder_hidden_dim=16", "method.embedding_dim=8"],
 }
 # Variants that exercise other state: (label, method, overrides).
 VARIANTS = [("swav-frozen-prototypes", "swav", ["method.num_prototypes=6"])]
-# The MI methods estimate their bound per worker (not yet on the global batch).
-NOT_YET = {"infomax", "er"}
-CASES = [(name, name, SMALL.get(name, [])) for name in method_names()
-         if name not in NOT_YET] + VARIANTS
+CASES = [(name, name, SMALL.get(name, [])) for name in method_names()] + VARIANTS
+# ER's vMF KDE (κ = 1/h², exponentials of κ·cosines) amplifies the rounding of sums reduced in
+# another order: 2.5e-5 apart after the gather, where per-worker KDEs were 4.3 apart
+TOLERANCE = {"er": 1e-4}
+# InfoMax's encoders are sized for the dataset's images (the synthetic set's 28 × 28 halves)
+FULL_SIZE = {"infomax": 28}
 STEPS = 2  # the second step sees what the first left: EMA targets, queues, BN statistics
 
 
-def _views(steps: int, num_views: int) -> list[list[torch.Tensor]]:
+def _views(steps: int, num_views: int, size: int = 12) -> list[list[torch.Tensor]]:
     """Pre-made views of the global batch, the same in every process (no augmentation): two of
-    12 × 12, then the small crops (6 × 6) of a multi-crop method."""
+    ``size`` × ``size``, then the small crops (6 × 6) of a multi-crop method."""
     gen = torch.Generator().manual_seed(1)
-    return [[torch.randn(BATCH, 1, 12 if v < 2 else 6, 12 if v < 2 else 6, generator=gen)
+    return [[torch.randn(BATCH, 1, size if v < 2 else 6, size if v < 2 else 6, generator=gen)
              for v in range(num_views)] for _ in range(steps)]
 
 
@@ -73,7 +76,8 @@ def _train(method_name: str, overrides: list[str]) -> dict[str, torch.Tensor]:
     training_step = ddp.prepare(method, torch.device("cpu"))
     optimizer = build_optimizer(method, cfg.optimizer, BATCH)
     r, part = collectives.rank(), BATCH // collectives.world_size()
-    for step, views in enumerate(_views(STEPS, cfg.augment.num_views), start=1):
+    views_per_step = _views(STEPS, cfg.augment.num_views, FULL_SIZE.get(method_name, 12))
+    for step, views in enumerate(views_per_step, start=1):
         loss, _ = training_step([v[r * part:(r + 1) * part] for v in views])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -118,7 +122,8 @@ def test_two_workers_step_as_one_process_on_the_whole_batch(
             if not isinstance(expected, torch.Tensor):
                 assert got[key] == expected, f"rank {rank} {key}"
             elif expected.dtype.is_floating_point:
-                torch.testing.assert_close(got[key], expected, rtol=1e-5, atol=1e-5,
+                tol = TOLERANCE.get(method, 1e-5)
+                torch.testing.assert_close(got[key], expected, rtol=tol, atol=tol,
                                            msg=lambda m, k=key, r=rank: f"rank {r} {k}: {m}")
             else:
                 assert torch.equal(got[key], expected), f"rank {rank} {key}"
