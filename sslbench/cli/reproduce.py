@@ -20,8 +20,9 @@ def reproduce_command(
     name: Annotated[str, typer.Argument(help="Which reproduction (see above).")],
     out_dir: Annotated[str, typer.Option(
         "--out", help="Folder for the figure (PNG).")] = "reproductions",
-    output_dir: Annotated[str, typer.Option(
-        help="Tschannen et al.'s: folder of the runs' checkpoints.")] = "runs",
+    output_dir: Annotated[str | None, typer.Option(
+        help="Tschannen et al.'s: root of the runs' folders [beside the database: "
+             "DB.runs/].")] = None,
     dataset: Annotated[str, typer.Option(help="Dataset of the training ones.")] = "fashion-mnist",
     data_dir: Annotated[str | None, typer.Option(
         help="Root holding one folder per dataset [env SSLBENCH_DATA].")] = None,

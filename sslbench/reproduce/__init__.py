@@ -61,7 +61,8 @@ class ReproSettings:
 
     db: str | None = None
     out_dir: str = "reproductions"  # the PNG goes here
-    output_dir: str = "runs"  # Tschannen et al.'s: each run's checkpoint in a folder of its own
+    # Tschannen et al.'s: the root of the runs' folders (<uid>/); None: beside the database
+    output_dir: str | None = None
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
     train_size: int | None = None  # None: the reproduction's own (a subset, or the full split)

@@ -40,8 +40,8 @@ from sslbench.methods import build_method
 from sslbench.mi.bounds import BOUNDS
 from sslbench.reproduce import Echo, ReproSettings
 from sslbench.resolve import resolve_config
-from sslbench.run.lifecycle import check_output_dir, device_label, recording
-from sslbench.store import RunRecord, Store, config_hash
+from sslbench.run.lifecycle import CHECKPOINT_ARTIFACT, device_label, recording, runs_root
+from sslbench.store import RunRecord, Store
 from sslbench.train.checkpoint import (
     CHECKPOINT_NAME,
     epoch_generators,
@@ -167,10 +167,12 @@ class EpochBatches:
 
 def train_steps(store: Store, run_id: int, method: nn.Module, cfg: RunConfig, data: Halves,
                 schedule: Schedule, evaluate: Evaluate, run_dir: Path, echo: Echo, *,
-                noise_std: float = 0.0, state: dict[str, Any] | None = None) -> None:
+                noise_std: float = 0.0, state: dict[str, Any] | None = None,
+                uid: str | None = None) -> None:
     """Train ``method`` (an ``infomax`` method on the halves) for ``schedule.steps`` steps,
     evaluating and checkpointing every ``schedule.eval_every``; from ``state`` (a checkpoint of
-    this run) if given. The objective is the method's (−Î, or |Î − t|)."""
+    this run) if given. The objective is the method's (−Î, or |Î − t|). Each checkpoint
+    carries the run's ``uid`` and is recorded (sha256) in its row before it takes its name."""
     device = data.train_x.device
     optimizer = build_optimizer(method, cfg.optimizer, schedule.batch_size)
     batches = EpochBatches(data.train_x.shape[0], schedule.batch_size, cfg.train.seed, device)
@@ -182,11 +184,14 @@ def train_steps(store: Store, run_id: int, method: nn.Module, cfg: RunConfig, da
         step, loss_sum, loss_count = state["step"], state["loss_sum"], state["loss_count"]
         noise_gen.set_state(state["noise_rng"])
 
+    def commit(path: Path, sha256: str, size: int) -> None:
+        store.record_artifact(run_id, CHECKPOINT_ARTIFACT, path, sha256, size, replace=True)
+
     def checkpoint() -> None:
         save_checkpoint(run_dir / CHECKPOINT_NAME, {
-            "run_id": run_id, "method": method.state_dict(), "optimizer": optimizer.state_dict(),
-            "step": step, "loss_sum": loss_sum, "loss_count": loss_count,
-            "noise_rng": noise_gen.get_state()})
+            "run_id": run_id, "run_uid": uid, "method": method.state_dict(),
+            "optimizer": optimizer.state_dict(), "step": step, "loss_sum": loss_sum,
+            "loss_count": loss_count, "noise_rng": noise_gen.get_state()}, commit=commit)
 
     def evaluation() -> None:
         nonlocal loss_sum, loss_count
@@ -282,6 +287,7 @@ class Child:
     run_id: int
     run_dir: Path
     state: dict[str, Any] | None
+    uid: str
 
 
 def open_child(store: Store, parent_id: int, identity: dict[str, Any], label: str,
@@ -300,26 +306,28 @@ def open_child(store: Store, parent_id: int, identity: dict[str, Any], label: st
                         f"(pid {found[-1].pid} on {found[-1].host}); wait for it to finish")
     state = None
     if found:
-        run_id = found[-1].id
-        run_dir = Path(found[-1].run_dir or _run_dir(s, run_id, identity))
-        if (run_dir / CHECKPOINT_NAME).is_file():
-            state = load_checkpoint(run_dir / CHECKPOINT_NAME)
-            if state.get("run_id") != run_id:
-                raise UserError(f"{str(run_dir / CHECKPOINT_NAME)!r} is not run {run_id}'s "
-                                f"checkpoint (it names run {state.get('run_id')})")
-        store.resume_run(run_id, epochs_done=rounds(state["step"]) if state is not None else -1)
-        echo(f"run {run_id}: {label}: continuing at step {state['step'] if state else 0}")
+        run = store.get_run(found[-1].id)  # with its artifacts
+        recorded = next((a for a in run.artifacts if a.name == CHECKPOINT_ARTIFACT), None)
+        if recorded is not None:  # verified: the file the run recorded, and the run's own
+            state = load_checkpoint(recorded.path, sha256=recorded.sha256, owner=run.uid)
+        store.resume_run(run.id, epochs_done=rounds(state["step"]) if state is not None else -1)
+        echo(f"run {run.id}: {label}: continuing at step {state['step'] if state else 0}")
+        run_id = run.id
     else:
         run_id = store.create_run(kind="reproduce", method=config["method"]["name"],
                                   dataset=config["data"]["dataset"],
                                   config={"cell": identity, **config}, seed=identity["seed"],
                                   backbone=config["method"].get("encoder"), parent_id=parent_id,
-                                  device=device_label(device))
-        run_dir = _run_dir(s, run_id, identity)
+                                  device=device_label(device),
+                                  runs_root=runs_root(s.output_dir, store.url))
         echo(f"run {run_id}: {label}")
+    run = store.get_run(run_id)
+    if run.run_dir is None:  # a run recorded before run folders were named by uid
+        store.set_run_dir(run_id, runs_root(s.output_dir, store.url) / run.uid)
+        run = store.get_run(run_id)
+    run_dir = Path(run.run_dir or "")
     run_dir.mkdir(parents=True, exist_ok=True)
-    store.set_run_dir(run_id, run_dir)
-    return Child(run_id, run_dir, state)
+    return Child(run_id, run_dir, state, run.uid)
 
 
 def run_cell(store: Store, parent_id: int, reproduction: str, cell: Cell, data: Halves,
@@ -340,17 +348,13 @@ def run_cell(store: Store, parent_id: int, reproduction: str, cell: Cell, data: 
             method = build_method(cfg, data.train_x.shape[1]).to(device)
             evaluate = probe_and_bound(data, schedule, cell.seed, cell.noise_std, extra)
             train_steps(store, child.run_id, method, cfg, data, schedule, evaluate,
-                        child.run_dir, echo, noise_std=cell.noise_std, state=child.state)
+                        child.run_dir, echo, noise_std=cell.noise_std, state=child.state,
+                        uid=child.uid)
     except RunFailure as exc:
         if NON_FINITE not in str(exc):
             raise
         echo(f"{exc} (FAILED; the other cells go on)")
     return store.get_run(child.run_id)
-
-
-def _run_dir(s: ReproSettings, run_id: int, identity: dict[str, Any]) -> Path:
-    """``OUTPUT_DIR/<run id>-<cell hash>``: the same id in another database is another folder."""
-    return check_output_dir(s.output_dir) / f"{run_id}-{config_hash(identity)[:8]}"
 
 
 def _finished(run: RunRecord) -> bool:

@@ -32,7 +32,8 @@ def reproduction_run(name: str, settings: ReproSettings, config: dict[str, Any],
                             f"{earlier[0].host}); wait for it, or change the settings")
         if earlier:
             run_id = earlier[0].id
-            store.resume_run(run_id, epochs_done=0)
+            store.resume_run(run_id, epochs_done=0,
+                             from_statuses=("KILLED", "FAILED", "COMPLETED"))
             echo(f"run {run_id}: reproduce {name}, taken up again ({earlier[0].status} before)")
         else:
             run_id = store.create_run(kind="reproduce", method=name, dataset=dataset,

@@ -54,8 +54,8 @@ from sslbench.reproduce.protocol import (
 )
 from sslbench.reproduce.record import add_figure, reproduction_run
 from sslbench.reproduce.stats import mean_interval
-from sslbench.run.lifecycle import check_output_dir, recording
-from sslbench.store import RunRecord, Store
+from sslbench.run.lifecycle import recording, runs_root
+from sslbench.store import RunRecord, Store, resolve_db_url
 from sslbench.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from sslbench.train.device import resolve_device, seed_everything
 from sslbench.train.interrupt import StopSignals
@@ -148,7 +148,7 @@ def prepare(s: ReproSettings, paper: Schedule) -> tuple[ReproSettings, Schedule,
     before anything is written."""
     s = sized(s)
     schedule = schedule_of(s, paper)
-    check_output_dir(s.output_dir)
+    runs_root(s.output_dir, resolve_db_url(s.db))  # the runs' folders: writable, or one line
     cell_config(s.dataset, s.seed, s.overrides)  # a bad --set key: one line, no store written
     return s, schedule, load_halves(s, resolve_device(s.gpus))
 
@@ -430,7 +430,7 @@ def adversarial(s: ReproSettings, echo: Echo) -> int:
     s = sized(s)
     schedule = schedule_of(s, ADVERSARIAL)
     warmup = WARMUP_STEPS if not s.quick else 10
-    check_output_dir(s.output_dir)
+    runs_root(s.output_dir, resolve_db_url(s.db))  # the runs' folders: writable, or one line
     keys = ("method.encoder=realnvp", "method.realnvp_scale=softplus", *s.overrides)
     cell_config(s.dataset, s.seed, keys)
     data = load_halves(s, resolve_device(s.gpus))

@@ -289,17 +289,19 @@ class Store:
         with self._unit_of_work() as session:
             self._claimed_update(session, run_id, run_dir=str(Path(run_dir).absolute()))
 
-    def resume_run(self, run_id: int, *, epochs_done: int) -> None:
+    def resume_run(self, run_id: int, *, epochs_done: int,
+                   from_statuses: tuple[str, ...] = ("KILLED", "FAILED")) -> None:
         """Take a KILLED or FAILED run: RUNNING again in this process, from a checkpoint taken
         after `epochs_done` epochs. The metric rows of later epochs (logged before the process
         died but not in the checkpoint) are removed, as the resumed run logs them again.
+        (A reproduction, whose finished cells are skipped, takes a COMPLETED one up again too.)
 
         One conditional update: of two processes resuming one run, the second gets a
         `UserError` (the run is RUNNING) and has changed nothing.
         """
         now, token = utc_now(), new_uid()
         with self._unit_of_work() as session:
-            self._claim(run_id, ("KILLED", "FAILED"), token, session=session,
+            self._claim(run_id, from_statuses, token, session=session,
                         status="RUNNING", failure_reason=None, ended_at=None, heartbeat_at=now,
                         resumes=Run.resumes + 1)
             session.execute(
