@@ -82,9 +82,12 @@ def test_after_a_fashion_mnist_run(tmp_path: Path, fmnist_dir: Path, repo: Path,
 
     # the disk: a dry run changes nothing, then the run and its evaluations go with their files
     capsys.readouterr()
+    with Store.open(db) as store:
+        folder = Path(store.get_run(1).run_dir or "")
+    assert folder.parent == tmp_path / "runs" and folder.is_dir()  # runs/<its uid>
     assert main(["runs", "delete", "1", "--dry-run", "--db", db]) == 0
-    assert "would free" in capsys.readouterr().out and (tmp_path / "runs" / "1").is_dir()
+    assert "would free" in capsys.readouterr().out and folder.is_dir()
     assert main(["runs", "delete", "1", "--db", db]) == 0
     with Store.open(db) as store:
         assert store.list_runs() == []
-    assert not (tmp_path / "runs" / "1").exists()
+    assert not folder.exists()
