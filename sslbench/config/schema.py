@@ -37,6 +37,10 @@ class DataConfig:
     # and the side the images are resized to (centre crop of the shorter side; None: 96)
     class_list: str | None = None
     image_size: int | None = bounded(None, lo=8)
+    # the validation split (sslbench.data.splits): this share of every class of the train split,
+    # fixed by the dataset and val_seed, is what every choice is scored on
+    val_fraction: float = bounded(0.1, lo=0.0, hi=0.5, lo_open=True)
+    val_seed: int = bounded(0, lo=0)
 
 
 @dataclass
@@ -156,7 +160,7 @@ class TrainConfig:
 
 @dataclass
 class LinearEvalConfig:
-    """Linear probe on frozen, standardised features (train split → test split)."""
+    """Linear probe on frozen, standardised features (train split → ``eval.split``)."""
 
     epochs: int = bounded(100, lo=1)
     lr: float = bounded(1e-2, lo=0.0, lo_open=True)
@@ -209,6 +213,9 @@ class DiagnosticsConfig:
 @dataclass
 class EvalConfig:
     protocols: list[str] = field(default_factory=lambda: ["linear"])
+    # test: the numbers a run reports (classifiers fit on the whole train split); val: a choice
+    # (sweep trials; fit on train minus the validation split, scored on it, test never read)
+    split: Literal["test", "val"] = "test"
     linear: LinearEvalConfig = field(default_factory=LinearEvalConfig)
     knn: KnnConfig = field(default_factory=KnnConfig)
     semi: SemiSupervisedConfig = field(default_factory=SemiSupervisedConfig)

@@ -141,7 +141,19 @@ def config_value(config: dict[str, Any], dotted: str) -> Any:
 
 
 def protocol_of(kind: str, config: dict[str, Any]) -> str | None:
-    """The leaderboard column of an evaluation run, from its kind and config."""
+    """The leaderboard column of an evaluation run, from its kind and config: ``linear``,
+    ``knn``, ``semi:10``... on the test split, the same with ``@val`` on the validation split
+    (an evaluation recorded without its split, from before it was recorded, was on test)."""
+    label = _protocol_label(kind, config)
+    if label is not None and config.get("split") == "val":
+        return f"{label}{VAL_SUFFIX}"
+    return label
+
+
+VAL_SUFFIX = "@val"
+
+
+def _protocol_label(kind: str, config: dict[str, Any]) -> str | None:
     if kind == "linear":
         return "linear" if config.get("train_subset") in (None, "all") else None
     if kind == "knn":
@@ -170,19 +182,22 @@ def score_of(kind: str, summary: dict[str, Any]) -> float | None:
 
 
 def protocol_order(protocols: Iterable[str]) -> list[str]:
-    """linear, knn, then semi:p by increasing p, then the rest alphabetically."""
+    """linear, knn, then semi:p by increasing p, then the rest alphabetically; the test split's
+    columns before the validation split's."""
 
-    def key(p: str) -> tuple[int, float, str]:
+    def key(label: str) -> tuple[bool, int, float, str]:
+        on_val = label.endswith(VAL_SUFFIX)
+        p = label.removesuffix(VAL_SUFFIX)
         if p == "linear":
-            return (0, 0.0, p)
+            return (on_val, 0, 0.0, p)
         if p == "knn":
-            return (1, 0.0, p)
+            return (on_val, 1, 0.0, p)
         if p.startswith("semi:"):
             try:
-                return (2, float(p[5:]), p)
+                return (on_val, 2, float(p[5:]), p)
             except ValueError:
-                return (2, math.inf, p)
-        return (3, 0.0, p)
+                return (on_val, 2, math.inf, p)
+        return (on_val, 3, 0.0, p)
 
     return sorted(set(protocols), key=key)
 

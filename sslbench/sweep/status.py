@@ -55,7 +55,7 @@ def status_table(name: str, storage: str | None, store: Store) -> Any:
     info = summary(load_study(name, storage, store))
     head = Table(show_header=False, box=None)
     head.add_row("study", str(info["study"]))
-    head.add_row("method", f"{info['method']} (objective: {info['objective']} top-1)")
+    head.add_row("method", f"{info['method']} (objective: {info['objective']} top-1 on val)")
     states = ", ".join(f"{k.lower()} {v}" for k, v in info["states"].items() if v)
     head.add_row("trials", f"{states or 'none'} (budget {info['budget']})")
     if info["best_value"] is not None:
@@ -80,7 +80,8 @@ def status_table(name: str, storage: str | None, store: Store) -> Any:
 
 
 def best_command(name: str, storage: str | None, store: Store) -> str:
-    """The best trial's config and the command that re-runs it."""
+    """The best trial's config and the command that re-runs it (reporting on the test split,
+    as ``sweep --confirm`` does)."""
     info = summary(load_study(name, storage, store))
     if info["best_trial"] is None:
         raise UserError(f"study {name!r} has no completed trial yet "
@@ -90,10 +91,11 @@ def best_command(name: str, storage: str | None, store: Store) -> str:
     run = store.get_run(int(info["best_run"]))
     params = " ".join(f"{k}={_short(v)}" for k, v in info["best_params"].items())
     fixed = store_fixed(run.config)
+    config = {**run.config, "eval": {**run.config.get("eval", {}), "split": "test"}}
     return (f"# best of study {name}: trial {info['best_trial']}, run {run.id}, "
-            f"{info['objective']} top-1 {100 * info['best_value']:.2f} %\n"
+            f"{info['objective']} top-1 on val {100 * info['best_value']:.2f} %\n"
             f"# re-run: sslbench pretrain {info['method']} {fixed}{params}\n"
-            + yaml.safe_dump(run.config, sort_keys=True))
+            + yaml.safe_dump(config, sort_keys=True))
 
 
 def store_fixed(config: dict[str, Any]) -> str:
