@@ -146,6 +146,12 @@ class OptimizerConfig:
 @dataclass
 class TrainConfig:
     epochs: int = bounded(10, lo=1)
+    # A compute budget replaces `epochs` (at most one of the three; see sslbench.train.budget):
+    # the schedules (warm-up, cosine lr, EMA τ) are planned to end exactly at it.
+    budget_s: float | None = bounded(None, lo=0.0, lo_open=True)  # seconds of training steps
+    budget_steps: int | None = bounded(None, lo=1)  # optimizer steps
+    budget_flops: float | None = bounded(None, lo=0.0, lo_open=True)  # training FLOPs
+    plan_steps: int = bounded(20, lo=3)  # steps timed before a budget_s run fixes its total
     batch_size: int = bounded(256, lo=2)
     seed: int = bounded(0, lo=0)
     gpus: int | None = bounded(None, lo=0)  # None: a GPU if there is one; 0: CPU; N: N GPU workers

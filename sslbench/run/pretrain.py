@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from sslbench.config import RunConfig
+from sslbench.config.budget import budget_label
 from sslbench.data import ImageDataset, load_run_dataset
 from sslbench.distributed import collectives
 from sslbench.distributed.launch import (
@@ -134,7 +135,7 @@ def _start(ctx: RunContext, method: nn.Module, out_root: Path, show_progress: bo
     ctx.echo(f"run {ctx.run_id}: pretrain {cfg.method_name} on {cfg.data.dataset} "
              f"({ctx.dataset.pretrain_images.shape[0]} images from {ctx.dataset.source}) on "
              f"{label if world == 1 else f'{world} x {label}'}, "
-             f"{cfg.train.epochs} epochs, batch {cfg.train.batch_size}")
+             f"{_budget_text(cfg)}, batch {cfg.train.batch_size}")
     _train_and_evaluate(ctx, method, run_dir, show_progress, hooks)
     return ctx.run_id
 
@@ -158,11 +159,19 @@ def _train_and_evaluate(ctx: RunContext, method: nn.Module, run_dir: Path, show_
         result = pretrain(ctx.cfg, ctx.dataset, method, ctx.device, run_dir, log_epoch,
                           show_progress, resume_from=resume_from, stop=stop)
         store.add_artifact(run_id, "checkpoint", result.checkpoint)
+        train_flops = result.flops_per_image * result.steps * ctx.cfg.train.batch_size
         store.update_summary(run_id, loss=result.final_loss, img_per_s=result.images_per_s,
-                             train_s=result.seconds)
-    ctx.echo(f"run {run_id}: done in {result.seconds:.0f}s, final loss {result.final_loss:.4f}, "
-             f"{result.images_per_s:.0f} img/s")
+                             train_s=result.train_s, steps=result.steps, epochs=result.epochs,
+                             flops_per_img=result.flops_per_image, train_flops=train_flops)
+    ctx.echo(f"run {run_id}: done in {result.seconds:.0f}s ({result.train_s:.0f}s of training "
+             f"steps, {result.steps} steps, {train_flops / 1e12:.3g} TFLOP), final loss "
+             f"{result.final_loss:.4f}, {result.images_per_s:.0f} img/s")
     run_protocols(ctx, method)
+
+
+def _budget_text(cfg: RunConfig) -> str:
+    label = budget_label(dataclasses.asdict(cfg.train))
+    return label if label.endswith("epochs") else f"budget {label}"
 
 
 # -- distributed runs ------------------------------------------------------------------------
@@ -272,7 +281,7 @@ def resume_pretrain(run_id: int, db: str | None, *, data_dir: str | None = None,
         at = position_of(state)
         store.resume_run(run_id, epochs_done=at.epochs_done)
         echo(f"run {run_id}: resume {cfg.method_name} on {cfg.data.dataset} at epoch "
-             f"{at.epochs_done + 1}/{cfg.train.epochs} (step {at.step}) on {device}")
+             f"{at.epochs_done + 1} (step {at.step}) of {_budget_text(cfg)} on {device}")
         ctx = RunContext(store, run_id, cfg, dataset, device, echo)
         _train_and_evaluate(ctx, method, checkpoint.parent, show_progress, RunHooks(),
                             resume_from=state)
