@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from sslbench.data.augment import BatchAugment
-from sslbench.data.splits import run_validation_split, validation_view
+from sslbench.data.splits import run_validation_split
 from sslbench.errors import RunFailure
 from sslbench.eval.diagnostics import Diagnostics, collapsed_outputs
 from sslbench.eval.features import extract_features
@@ -35,22 +35,28 @@ class EpochMonitor:
     def __init__(self, ctx: RunContext, method: nn.Module) -> None:
         self.ctx, self.method = ctx, method
         self.flagged = False
-        cfg, info = ctx.cfg, ctx.dataset.info
-        self.data = validation_view(ctx.dataset, run_validation_split(ctx.dataset, cfg.data))
+        cfg, data = ctx.cfg, ctx.dataset
+        info = data.info
+        split = run_validation_split(data, cfg.data)
+        # indexed from the train split only: the test split is not in what the monitor sees
+        self.val_images, self.val_labels = (data.train_images[split.val],
+                                            data.train_labels[split.val])
+        gen = torch.Generator().manual_seed(stream_seed(cfg.train.seed, Stream.KNN_MONITOR))
+        order = torch.randperm(split.fit.shape[0], generator=gen)
+        neighbours = split.fit[order[:cfg.eval.knn.monitor_train_size]]  # of train − val
+        self.knn_images, self.knn_labels = (data.train_images[neighbours],
+                                            data.train_labels[neighbours])
         diag = cfg.eval.diagnostics
         self.diagnostics: Diagnostics | None = None
         if diag.enabled:
             augment = BatchAugment(cfg.augment, mean=info.mean, std=info.std,
                                    out_size=info.image_size)
-            held_out = self.data.test_images[:diag.batch_size]
+            held_out = self.val_images[:diag.batch_size]
             self.diagnostics = Diagnostics.from_images(
                 held_out, augment, ctx.device,
                 seed=stream_seed(cfg.train.seed, Stream.DIAGNOSTICS),
                 temperature=diag.temperature, kde_kernel=diag.kde_kernel,
                 kde_bandwidth=_bandwidth(diag.kde_bandwidth), er_kappa=diag.er_kappa)
-        n_train = self.data.train_images.shape[0]
-        gen = torch.Generator().manual_seed(stream_seed(cfg.train.seed, Stream.KNN_MONITOR))
-        self.knn_idx = torch.randperm(n_train, generator=gen)[:cfg.eval.knn.monitor_train_size]
 
     def __call__(self, epoch: int) -> dict[str, float]:
         """The metrics of this epoch; raises RunFailure on collapse if asked to stop."""
@@ -64,14 +70,12 @@ class EpochMonitor:
         return metrics
 
     def _online_knn(self) -> float:
-        knn, data, device = self.ctx.cfg.eval.knn, self.data, self.ctx.device
-        info = data.info
+        knn, device, info = self.ctx.cfg.eval.knn, self.ctx.device, self.ctx.dataset.info
         module = feature_module(self.method, knn.layer)
-        train_x = extract_features(module, data.train_images[self.knn_idx], info.mean, info.std,
-                                   device)
-        val_x = extract_features(module, data.test_images, info.mean, info.std, device)
-        return knn_classify(train_x, data.train_labels[self.knn_idx], val_x, data.test_labels,
-                            info.num_classes, knn.k, knn.temperature)["top1"]
+        train_x = extract_features(module, self.knn_images, info.mean, info.std, device)
+        val_x = extract_features(module, self.val_images, info.mean, info.std, device)
+        return knn_classify(train_x, self.knn_labels, val_x, self.val_labels, info.num_classes,
+                            knn.k, knn.temperature)["top1"]
 
     def _check_collapse(self, epoch: int, metrics: dict[str, float]) -> None:
         assert self.diagnostics is not None
