@@ -7,7 +7,11 @@
 #
 #   scripts/make_results_example.sh [DB] [BUDGET] [SEEDS] [TRIALS]
 #   scripts/make_results_example.sh                                   # results.sqlite.example 2m 3 12
-#   METHODS="simclr byol" scripts/make_results_example.sh /tmp/t.sqlite 20s 2 2   # a smoke run
+#
+# METHODS (default: every registered method) and OVERRIDES (config key=value for every run) make
+# a smoke run of the same pipeline:
+#   METHODS="simclr byol" OVERRIDES="eval.linear.epochs=10" \
+#       scripts/make_results_example.sh /tmp/t.sqlite 20s 2 2
 #
 # About (13 methods × SEEDS runs + TRIALS trials + SEEDS confirmations) × (BUDGET + ~1 min of
 # evaluation): 2 h 30 min with the defaults on 2 CPU cores. Then: python scripts/docs_tables.py
@@ -23,9 +27,12 @@ if [ -e "$DB" ] || [ -e "$JOURNAL" ]; then
 fi
 # every registered method unless METHODS names some (a new method joins without editing this)
 METHODS=${METHODS:-$(python -c "from sslbench.methods import method_names; print(*method_names())")}
+read -r -a overrides <<< "${OVERRIDES:-}"
+sets=()
+for override in "${overrides[@]}"; do sets+=(--set "$override"); done
 for method in $METHODS; do
     python -m sslbench pretrain "$method" --budget "$BUDGET" --seeds "$SEEDS" --eval linear,knn \
-        --db "$DB" --quiet
+        --db "$DB" --quiet "${overrides[@]}"
 done
 python -m sslbench sweep byol --trials "$TRIALS" --study byol-fm --budget "$BUDGET" \
-    --confirm "$SEEDS" --db "$DB" --quiet
+    --confirm "$SEEDS" --db "$DB" --quiet "${sets[@]}"

@@ -27,7 +27,7 @@ import torch
 
 from sslbench.config import TrainConfig
 from sslbench.distributed import collectives
-from sslbench.errors import RunFailure
+from sslbench.errors import RunFailure, UserError
 
 WARMUP_STEPS = 2  # timed steps left out of the rate
 
@@ -38,6 +38,9 @@ def fixed_total(train: TrainConfig, steps_per_epoch: int, flops_per_step: float)
     if train.budget_steps is not None:
         return train.budget_steps
     if train.budget_flops is not None:
+        if not flops_per_step > 0:
+            raise UserError("train.budget_flops: no FLOPs were counted in this method's step; "
+                            "give the budget in time (--budget) or steps (--budget-steps)")
         return max(1, math.floor(train.budget_flops / flops_per_step))
     if train.budget_s is not None:
         return None
