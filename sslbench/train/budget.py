@@ -14,6 +14,11 @@ at the budget instead of being cut off by it.
   have moved by at most (π · plan_steps / total)² / 4 of its range by then. In a distributed run
   every rank takes the mean of the ranks' step times, so they all plan the same total.
 
+A budgeted run's warm-up (``optimizer.warmup_epochs``) takes at most ``MAX_WARMUP_SHARE`` of its
+planned steps: a warm-up counted in epochs would otherwise fill a short budget (one Fashion-MNIST
+epoch is 234 steps of 256) and leave no room for the cosine. SimCLR warms up for 10 % of its
+100-epoch schedule, MoCo v3 for 13 %, BYOL for 1 %.
+
 The budget is recorded in the run's config and the total, the seconds and the FLOPs trained in its
 summary, so `sslbench report` groups and compares runs by budget.
 """
@@ -26,10 +31,19 @@ from dataclasses import dataclass, field
 import torch
 
 from sslbench.config import TrainConfig
+from sslbench.config.budget import BUDGET_KEYS
 from sslbench.distributed import collectives
 from sslbench.errors import RunFailure, UserError
 
 WARMUP_STEPS = 2  # timed steps left out of the rate
+MAX_WARMUP_SHARE = 0.1  # of a budgeted run's planned steps
+
+
+def max_warmup_share(train: TrainConfig) -> float:
+    """The share of its steps a run's warm-up may take: all of them for a run of epochs (as
+    configured), ``MAX_WARMUP_SHARE`` for a budgeted one."""
+    budgeted = any(getattr(train, key) is not None for key in BUDGET_KEYS)
+    return MAX_WARMUP_SHARE if budgeted else 1.0
 
 
 def fixed_total(train: TrainConfig, steps_per_epoch: int, flops_per_step: float) -> int | None:

@@ -33,7 +33,7 @@ from sslbench.data.augment import BatchAugment
 from sslbench.distributed import collectives
 from sslbench.distributed.ddp import prepare, release
 from sslbench.errors import RunFailure, RunKilled, UserError
-from sslbench.train.budget import WallClockPlan, fixed_total, synchronize
+from sslbench.train.budget import WallClockPlan, fixed_total, max_warmup_share, synchronize
 from sslbench.train.checkpoint import (
     CHECKPOINT_NAME,
     FORMAT,
@@ -113,9 +113,10 @@ def pretrain(
                                    configured, num_views, memory_format, t.seed)
     training_step = prepare(method, device, t.sync_batchnorm)
     optimizer = build_optimizer(method, cfg.optimizer, batch)
+    warmup_share = max_warmup_share(t)
     scheduler = build_scheduler(optimizer, cfg.optimizer,
                                 fixed_total(t, steps_per_epoch, flops_per_image * batch),
-                                steps_per_epoch)
+                                steps_per_epoch, warmup_share)
     schedule: WarmupCosine = scheduler.lr_lambdas[0]  # type: ignore[assignment]
     if t.compile:  # the (DDP-wrapped) step, compiled with the method's modules inside
         training_step = torch.compile(training_step)
@@ -178,7 +179,7 @@ def pretrain(
                     synchronize(device)
                     total = plan.total(step + 1, train_s + clock() - epoch_start)
                     if total is not None:  # the schedules end exactly at the budget from now on
-                        schedule.fix_total(total)
+                        schedule.fix_total(total, warmup_share)
                         progress.set_total(total)
                         plan = None
                 scheduler.step()

@@ -129,20 +129,23 @@ class WarmupCosine:
     def planned(self) -> bool:
         return math.isfinite(self.total_steps)
 
-    def fix_total(self, total_steps: int) -> None:
+    def fix_total(self, total_steps: int, max_warmup_share: float = 1.0) -> None:
+        """Plan the cosine to end at ``total_steps``; the warm-up takes at most
+        ``max_warmup_share`` of them."""
         self.total_steps = total_steps
-        self.warmup_steps = min(self.warmup_steps, total_steps)
+        self.warmup_steps = min(self.warmup_steps, math.floor(max_warmup_share * total_steps))
 
     def __call__(self, step: int) -> float:
         return lr_factor(step, self.total_steps, self.warmup_steps, self.min_ratio)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimizerConfig,
-                    total_steps: int | None, steps_per_epoch: int
+                    total_steps: int | None, steps_per_epoch: int, max_warmup_share: float = 1.0
                     ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Warm-up + cosine over ``total_steps`` (None: not known yet; see :class:`WarmupCosine`)."""
+    """Warm-up + cosine over ``total_steps`` (None: not known yet; see :class:`WarmupCosine`),
+    the warm-up at most ``max_warmup_share`` of the total."""
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
     schedule = WarmupCosine(math.inf, warmup, cfg.min_lr_ratio)
     if total_steps is not None:
-        schedule.fix_total(total_steps)
+        schedule.fix_total(total_steps, max_warmup_share)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)

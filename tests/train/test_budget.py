@@ -153,6 +153,17 @@ def test_step_and_flop_budgets(tmp_path: Path) -> None:
     assert flops.steps == 7 and flops.flops_per_image == steps.flops_per_image
 
 
+def test_a_warm_up_longer_than_the_budget_leaves_room_for_the_cosine(tmp_path: Path) -> None:
+    # 10 warm-up epochs are 40 steps; a 20-step budget caps the warm-up at 10 % of it, 2 steps
+    result, logged = _train("simclr", tmp_path, "train.budget_steps=20",
+                            "optimizer.warmup_epochs=10")
+    assert result.steps == 20
+    assert load_checkpoint(result.checkpoint)["scheduler"]["lr_lambdas"][0]["warmup_steps"] == 2
+    lrs = [m["lr"] for m in logged]  # at each epoch's end: down the cosine, to its end
+    assert lrs == sorted(lrs, reverse=True) and lrs[0] < LR
+    assert lrs[-1] == pytest.approx(LR * MIN_RATIO)
+
+
 @pytest.mark.parametrize("method", method_names())
 def test_every_method_trains_to_a_wall_clock_budget(tmp_path: Path, method: str) -> None:
     result, logged = _train(method, tmp_path, "train.budget_s=2.5",
