@@ -279,12 +279,12 @@ def run_supervised(cfg: RunConfig, spec: LabelSpec, db: str | None, *,
     method (``resolve_config(None, ...)``).
     """
     device = resolve_device(cfg.train.gpus)
-    dataset = load_run_dataset(cfg.data, cfg.train.seed)
+    dataset, where = evaluation_data(cfg, load_run_dataset(cfg.data, cfg.train.seed))
     subset = _label_subset(cfg, dataset, spec)
     config = {"protocol": "supervised", "labels": subset.spec, "subset_id": subset.subset_id,
               "per_class": subset.per_class, "model": dataclasses.asdict(cfg.model),
               "semi": dataclasses.asdict(cfg.eval.semi), "data": dataclasses.asdict(cfg.data),
-              "seed": cfg.train.seed}
+              "seed": cfg.train.seed, **where}
     with Store.open(db, create=True) as store:
         run_id = create_run(store, cfg, "supervised", device, config=config)
         with recording(store, run_id):

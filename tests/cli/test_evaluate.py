@@ -76,6 +76,8 @@ def test_semi_supervised_and_supervised_share_the_subset(
     assert (semi.kind, semi.parent_id, semi.status) == ("semisup", 1, "COMPLETED")
     assert (sup.kind, sup.parent_id, sup.status) == ("supervised", None, "COMPLETED")
     assert semi.config["subset_id"] == sup.config["subset_id"]
+    for run in (semi, sup):  # both report on the test split, fit on the whole train split
+        assert (run.config["split"], run.config["fit"]) == ("test", "train")
     assert semi.config["semi"]["steps"] == sup.config["semi"]["steps"] == 15
     assert sup.config["model"]["width"] == 16  # the synthetic dataset's defaults
     for key in ("semi_finetune_top1", "semi_linear_top1", "num_labels"):
