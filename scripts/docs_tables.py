@@ -8,11 +8,15 @@ Writes, exactly as `sslbench methods --markdown` and `sslbench report` print the
   docs/results.md, and the figures themselves into docs/results/.
 
 The reports read a temporary copy of the database, so results.sqlite.example is never written.
-Usage, from anywhere: `python scripts/docs_tables.py` (the checkout's sslbench is used).
+Usage, from anywhere: `python scripts/docs_tables.py` (the checkout's sslbench is used);
+`--db OTHER.sqlite --print` renders another database's blocks to stdout (figures into a
+temporary folder) and writes nothing into the checkout.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import re
 import shutil
 import subprocess
@@ -48,14 +52,32 @@ def command(*args: str) -> str:
 
 def readme_block(db: Path) -> str:
     board = report(db, "-f", "markdown").strip()
-    return (f"{command('-f', 'markdown')} (test top-1 in %):\n\n{board}\n\n"
-            "Sweep, figures and more runs: [docs/results.md](docs/results.md).")
+    return (f"{contents(db)}\n\n{command('-f', 'markdown')} (top-1 in % on the test split, "
+            f"mean ± half-width of the 95 % interval over the seeds):\n\n{board}\n\n"
+            "`vs best`: the row with the highest mean at its budget is `best`; `tied` rows have "
+            "intervals that overlap the best's (disjoint intervals differ at p < 0.05 by "
+            "Welch's t-test). Sweep, figures and more runs: [docs/results.md](docs/results.md).")
 
 
-def results_block(db: Path) -> str:
+def contents(db: Path) -> str:
+    """What the database holds, read from it: methods, budgets, seeds."""
+    rows = json.loads(report(db, "-f", "json"))["rows"]
+    plain = [r for r in rows if not r["sweep"]]
+    budgets = sorted({r["budget"] for r in plain})
+    seeds = sorted({r["seeds"] for r in plain})
+    return (f"`{DB}`: {len(plain)} methods on {', '.join(sorted({r['dataset'] for r in rows}))}"
+            f" at a budget of {' / '.join(budgets)} of training each, "
+            f"{' / '.join(map(str, seeds))} seed{'s' if max(seeds) > 1 else ''} per method, "
+            "every run evaluated by a linear "
+            "probe and a kNN on the test split"
+            + ("; the BYOL sweep's best trial, chosen on the validation split, confirmed with "
+               "fresh seeds in its own row" if len(plain) < len(rows) else "") + ".")
+
+
+def results_block(db: Path, figures: Path) -> str:
     sweep = report(db, "--sweep", STUDY, "-f", "markdown").strip()
-    report(db, "--plots", FIGURES)
-    report(db, "--sweep", STUDY, "--plots", FIGURES)
+    report(db, "--plots", str(figures))
+    report(db, "--sweep", STUDY, "--plots", str(figures))
     return "\n".join([
         f"{command('--sweep', STUDY, '-f', 'markdown')}:",
         "",
@@ -85,11 +107,24 @@ def replace_block(path: Path, name: str, block: str) -> None:
     path.write_text(pattern.sub(lambda _: f"{begin}\n{block}\n{end}", text))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Refresh the generated tables of the docs.")
+    parser.add_argument("--db", type=Path, default=ROOT / DB,
+                        help=f"the results database to render (default: {DB}); a temporary "
+                             "copy is read")
+    parser.add_argument("--print", dest="dry_run", action="store_true",
+                        help="print the blocks instead of writing README.md, docs/results.md "
+                             "and the figures")
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "results.sqlite"
-        shutil.copyfile(ROOT / DB, db)
-        readme, results = readme_block(db), results_block(db)
+        shutil.copyfile(args.db, db)
+        figures = Path(tmp) / "figures" if args.dry_run else ROOT / FIGURES
+        readme, results = readme_block(db), results_block(db, figures)
+        if args.dry_run:
+            print(f"{readme}\n\n{results}\n\nfigures: "
+                  + ", ".join(sorted(f.name for f in figures.iterdir())))
+            return
     replace_block(ROOT / "README.md", "methods", methods_block())
     replace_block(ROOT / "README.md", "results", readme)
     replace_block(ROOT / "docs" / "results.md", "results", results)

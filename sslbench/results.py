@@ -66,13 +66,15 @@ def find_runs(store: Store, *, kind: str | None = None, method: str | None = Non
 
 def leaderboard(store: Store, *, dataset: str | None = None,
                 method: Sequence[str] | None = None, backbone: str | None = None,
-                status: str | None = "COMPLETED", since: datetime | None = None,
-                until: datetime | None = None, group_by: Sequence[str] = (),
-                protocols: Sequence[str] | None = None, sort: str | None = None) -> Leaderboard:
+                status: str | None = "COMPLETED", budget: str | None = None,
+                since: datetime | None = None, until: datetime | None = None,
+                group_by: Sequence[str] = (), protocols: Sequence[str] | None = None,
+                sort: str | None = None) -> Leaderboard:
     """The leaderboard of `sslbench report`: pretrain runs grouped by dataset, method and the
-    ``group_by`` config keys, with best, mean and std per evaluation protocol."""
+    ``group_by`` config keys and the compute budget (``budget``: only this one, a label such as
+    ``"10m"``), with the mean and 95 % interval over seeds per evaluation protocol."""
     filters = Filters(dataset=dataset, method=tuple(method) if method else None,
-                      backbone=backbone, status=status, since=since, until=until)
+                      backbone=backbone, status=status, budget=budget, since=since, until=until)
     return build_leaderboard(load_runs(store, filters), group_by=group_by, protocols=protocols,
                              sort=sort)
 

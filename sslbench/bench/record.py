@@ -40,6 +40,7 @@ def run_throughput(cfg: RunConfig, *, steps: int, warmup: int, rounds: int, work
     from sslbench.methods import build_method
     from sslbench.run.lifecycle import device_label, recording
     from sslbench.train.device import resolve_device, seed_everything
+    from sslbench.train.flops import training_flops_per_image
 
     device = resolve_device(cfg.train.gpus)
     batch = cfg.train.batch_size
@@ -75,7 +76,7 @@ def run_throughput(cfg: RunConfig, *, steps: int, warmup: int, rounds: int, work
             counted = build_method(cfg, dataset.info.channels).to(device)
             small = replace_batch(cfg, min(batch, 8))
             views = prepare_views(small, dataset, device, 1)
-            flops_per_image = flops_mod.training_flops_per_image(counted, views)
+            flops_per_image = training_flops_per_image(counted, views)
             del counted, views
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
@@ -131,40 +132,40 @@ def format_throughput(s: dict[str, float], dataset: str) -> str:
     return "\n".join(lines)
 
 
-def run_time_to_accuracy(cfg: RunConfig, *, every_s: float, budget_s: float, db: str | None,
+def run_time_to_accuracy(cfg: RunConfig, *, budgets_s: list[float], db: str | None,
                          record: bool = True, echo: Echo = print) -> list[dict[str, float]]:
-    """Pretrain ``cfg`` with linear probes every ``every_s`` training seconds (see
+    """Pretrain ``cfg`` once per budget and probe each (see
     :mod:`sslbench.bench.time_to_accuracy`); returns the curve."""
-    from sslbench.bench.time_to_accuracy import Checkpoint, time_to_accuracy
+    from sslbench.bench.time_to_accuracy import BudgetPoint, time_to_accuracy
+    from sslbench.config.budget import format_seconds
     from sslbench.data import load_run_dataset
     from sslbench.run.lifecycle import recording
     from sslbench.train.device import resolve_device
 
     device = resolve_device(cfg.train.gpus)
     dataset = load_run_dataset(cfg.data, cfg.train.seed)
-    config = {"bench": "time-to-accuracy", "every_s": every_s, "budget_s": budget_s,
-              "run": cfg.to_dict()}
+    config = {"bench": "time-to-accuracy", "budgets_s": sorted(budgets_s), "run": cfg.to_dict()}
     echo(f"time to accuracy of {cfg.method_name} / {cfg.model.backbone} (width "
-         f"{cfg.model.width}) on {cfg.data.dataset}: {cfg.train.epochs} epochs, batch "
-         f"{cfg.train.batch_size}, probe every {every_s:.0f} s, budget {budget_s:.0f} s")
+         f"{cfg.model.width}) on {cfg.data.dataset}, batch {cfg.train.batch_size}: a complete "
+         f"schedule for each budget of {', '.join(map(format_seconds, sorted(budgets_s)))}")
     with _store(db, record) as store:
         run_id = create_run(store, cfg, "bench", device, config=config)
 
-        def log(point: Checkpoint) -> None:
-            echo(f"  {point.train_s:7.1f} s  step {point.step:6d}  linear top-1 "
-                 f"{100 * point.top1:.2f} %")
-            store.log_metrics(run_id, {"linear_top1": point.top1, "train_s": point.train_s},
-                              step=point.step)
+        def log(point: BudgetPoint) -> None:
+            echo(f"  budget {format_seconds(point.budget_s):>7}: trained {point.train_s:7.1f} s, "
+                 f"{point.steps:6d} steps, linear top-1 {100 * point.top1:.2f} %")
+            store.log_metrics(run_id, {"linear_top1": point.top1, "train_s": point.train_s,
+                                       "budget_s": point.budget_s}, step=point.steps)
 
         with recording(store, run_id):
-            curve = time_to_accuracy(cfg, dataset, device, every_s=every_s, budget_s=budget_s,
-                                     on_checkpoint=log)
-            best = max(curve, key=lambda p: p.top1)
-            store.update_summary(run_id, final_top1=curve[-1].top1, final_train_s=curve[-1].train_s,
-                                 best_top1=best.top1, best_train_s=best.train_s)
+            curve = time_to_accuracy(cfg, dataset, device, budgets_s=budgets_s, on_point=log)
+            store.update_summary(run_id, final_top1=curve[-1].top1,
+                                 final_budget_s=curve[-1].budget_s,
+                                 final_train_s=curve[-1].train_s)
     if record:
         echo(f"recorded as run {run_id}")
-    return [{"train_s": p.train_s, "step": p.step, "top1": p.top1} for p in curve]
+    return [{"budget_s": p.budget_s, "train_s": p.train_s, "steps": p.steps, "top1": p.top1}
+            for p in curve]
 
 
 def run_startup(repeats: int, db: str | None, record: bool = True,

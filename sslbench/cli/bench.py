@@ -11,6 +11,7 @@ import typer
 
 from sslbench.cli import app
 from sslbench.cli.options import ConfigOption, DataDirOption, DbOption, GpusOption
+from sslbench.errors import UserError
 
 bench_app = typer.Typer(help="Benchmarks (printed, and recorded as runs of kind 'bench').",
                         no_args_is_help=True)
@@ -111,11 +112,9 @@ def bench_throughput(
 @bench_app.command("time-to-accuracy")
 def bench_time_to_accuracy(
     method: MethodArg = "simclr",
-    every: Annotated[float, typer.Option(min=1, help="Seconds of training between linear "
-                                                     "probes.")] = 120.0,
-    budget: Annotated[float, typer.Option(min=1, help="Training seconds at most (probes "
-                                                      "excluded).")] = 900.0,
-    epochs: Annotated[int | None, typer.Option(help="Pretraining epochs (the schedule).")] = None,
+    budgets: Annotated[str, typer.Option(
+        help="Training budgets, comma-separated (90s, 2m, 1h30m): one complete run per budget, "
+             "its schedules planned to end there.")] = "1m,2m,5m",
     batch_size: Annotated[int | None, typer.Option(help="Images per step.")] = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset [fashion-mnist].")] = None,
     config: ConfigOption = None,
@@ -125,15 +124,19 @@ def bench_time_to_accuracy(
     db: DbOption = None,
     no_record: NoRecord = False,
 ) -> None:
-    """Pretrain a recipe (METHOD, --config, --set) and print the linear-probe accuracy at fixed
-    points of training time: the time-to-accuracy curve."""
+    """Pretrain a recipe (METHOD, --config, --set) at each budget and print the linear-probe
+    accuracy each reaches: the time-to-accuracy curve."""
     from sslbench.bench.record import run_time_to_accuracy
+    from sslbench.config.budget import parse_duration
     from sslbench.resolve import resolve_config
 
-    flags = {"train.epochs": epochs, "train.batch_size": batch_size, "data.dataset": dataset,
-             "data.data_dir": data_dir, "train.gpus": gpus}
+    budgets_s = [parse_duration(b, "--budgets") for b in budgets.split(",") if b.strip()]
+    if not budgets_s:
+        raise UserError("--budgets: give at least one duration, e.g. --budgets 2m,5m")
+    flags = {"train.batch_size": batch_size, "data.dataset": dataset, "data.data_dir": data_dir,
+             "train.gpus": gpus}
     cfg = resolve_config(method, config_file=config, flags=flags, overrides=overrides or [])
-    run_time_to_accuracy(cfg, every_s=every, budget_s=budget, db=db, record=not no_record,
+    run_time_to_accuracy(cfg, budgets_s=budgets_s, db=db, record=not no_record,
                          echo=typer.echo)
 
 

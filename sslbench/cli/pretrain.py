@@ -20,6 +20,7 @@ from sslbench.cli.options import (
     run_id_argument,
 )
 from sslbench.distributed import DEFAULT_MASTER_PORT
+from sslbench.errors import UserError
 
 
 @app.command("pretrain")
@@ -30,8 +31,18 @@ def pretrain_command(
     dataset: DatasetOption = None,
     data_dir: DataDirOption = None,
     epochs: Annotated[int | None, typer.Option(help="Pretraining epochs.")] = None,
+    budget: Annotated[str | None, typer.Option(
+        help="Train for this long instead of --epochs (10m, 90s, 1h30m), seconds of training "
+             "steps; the schedules are planned to end exactly there.")] = None,
+    budget_steps: Annotated[int | None, typer.Option(
+        help="Train for this many optimizer steps instead of --epochs.")] = None,
+    budget_flops: Annotated[float | None, typer.Option(
+        help="Train for this many training FLOPs instead of --epochs (e.g. 2e15).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Global batch size.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of everything random.")] = None,
+    seeds: Annotated[str | None, typer.Option(
+        help="A group of runs, one per seed: a count N (seeds --seed … --seed+N-1) or a list "
+             "(0,1,2); `sslbench report` shows their mean and 95 % interval.")] = None,
     gpus: Annotated[int | None, typer.Option(
         help="0: CPU; N: N GPU workers per node, NCCL, batch split across them "
              "[default: a GPU if there is one].")] = None,
@@ -60,10 +71,13 @@ def pretrain_command(
 ) -> None:
     """Pretrain an encoder with a self-supervised METHOD, evaluate it, record everything."""
     from sslbench.config import to_yaml
+    from sslbench.config.budget import parse_duration
     from sslbench.resolve import resolve_config
 
     flags = {
         "data.dataset": dataset, "data.data_dir": data_dir, "train.epochs": epochs,
+        "train.budget_s": None if budget is None else parse_duration(budget),
+        "train.budget_steps": budget_steps, "train.budget_flops": budget_flops,
         "train.batch_size": batch_size, "train.seed": seed, "train.gpus": gpus,
         "train.procs": procs,
         "eval.protocols": None if evaluate is None else ("" if evaluate == "none" else evaluate),
@@ -71,16 +85,53 @@ def pretrain_command(
         "train.tensorboard": tensorboard,
     }
     cfg = resolve_config(method, config_file=config, flags=flags, overrides=overrides or [])
+    group = [cfg.train.seed] if seeds is None else parse_seeds(seeds, cfg.train.seed)
     if dry_run:
         typer.echo(to_yaml(cfg), nl=False)
         return
+
+    import dataclasses
 
     from sslbench.distributed.launch import LaunchOptions
     from sslbench.run.pretrain import run_pretrain
 
     launch = LaunchOptions(nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
                            master_port=master_port)
-    run_pretrain(cfg, db, echo=typer.echo, show_progress=not quiet, launch_options=launch)
+    run_ids = []
+    for s in group:
+        seeded = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=s))
+        run_ids.append(run_pretrain(seeded, db, echo=typer.echo, show_progress=not quiet,
+                                    launch_options=launch))
+    if seeds is not None and all(r is not None for r in run_ids):
+        _echo_group(db, [r for r in run_ids if r is not None], group)
+
+
+def parse_seeds(text: str, first: int) -> list[int]:
+    """``--seeds``: a count N (``first`` … ``first`` + N − 1) or a comma list of seeds."""
+    items = [x.strip() for x in text.split(",")]
+    if not all(x.isdigit() for x in items):
+        raise UserError(f"--seeds {text!r}: give a count (3) or a list of seeds (0,1,2)")
+    values = [int(x) for x in items]
+    if len(values) == 1:
+        if values[0] < 1:
+            raise UserError(f"--seeds {text!r}: at least one seed")
+        return list(range(first, first + values[0]))
+    if len(set(values)) != len(values):
+        raise UserError(f"--seeds {text!r}: a seed is listed twice")
+    return values
+
+
+def _echo_group(db: str | None, run_ids: list[int], seeds: list[int]) -> None:
+    """The group's mean and 95 % interval per protocol, as the leaderboard shows them."""
+    from sslbench.report.export import group_scores
+    from sslbench.report.table import Filters, build_leaderboard, load_runs
+    from sslbench.store import Store
+
+    with Store.open(db, create=False) as store:
+        board = build_leaderboard(load_runs(store, Filters(ids=tuple(run_ids))))
+    for line in group_scores(board):
+        typer.echo(f"runs {', '.join(map(str, run_ids))} (seeds {', '.join(map(str, seeds))}) "
+                   f"of {line}")
 
 
 @app.command("linear-eval")

@@ -23,6 +23,9 @@ def report_command(
     method: Annotated[str | None, typer.Option(
         help="Only these methods (comma list, e.g. simclr,byol).")] = None,
     backbone: Annotated[str | None, typer.Option(help="Only this backbone.")] = None,
+    budget: Annotated[str | None, typer.Option(
+        help="Only runs at this budget: a duration (10m), 'N steps', 'X flop' or 'N epochs'.")
+    ] = None,
     sweep: Annotated[str | None, typer.Option(
         help="Report this sweep instead: trials ranked by objective, parameter importance, "
              "objective-vs-parameter plots.")] = None,
@@ -36,7 +39,8 @@ def report_command(
         "--group-by", help="Also group rows by this config key (repeatable), e.g. "
         "method.ema_decay.")] = None,
     sort: Annotated[str | None, typer.Option(
-        help="Sort by a protocol (mean, best first), method, dataset, runs, wall or img_per_s.",
+        help="Sort by a protocol (mean, best first within each budget), method, dataset, budget, "
+             "runs, wall or img_per_s.",
     )] = None,
     fmt: Annotated[str, typer.Option(
         "--format", "-f", help="table, markdown, csv, json or html.")] = "table",
@@ -45,8 +49,10 @@ def report_command(
     plots: Annotated[Path | None, typer.Option(
         help="Also write PNG figures (curves, accuracy by method) into this folder.")] = None,
 ) -> None:
-    """Leaderboard: a row per method (or group), best and mean ± std per evaluation protocol."""
+    """Leaderboard: a row per method and budget (or group), the mean ± 95 % CI over seeds per
+    protocol, and which rows are tied with the best of their budget."""
     from sslbench.config import check_protocol
+    from sslbench.config.budget import parse_budget_label
     from sslbench.report.export import FORMATS, render, to_rich
     from sslbench.report.table import parse_date
     from sslbench.results import leaderboard, open_store
@@ -73,6 +79,7 @@ def report_command(
             store, dataset=dataset,
             method=[m.strip() for m in method.split(",") if m.strip()] if method else None,
             backbone=backbone, status=wanted_status,
+            budget=parse_budget_label(budget) if budget is not None else None,
             since=parse_date(since, "--since") if since else None,
             until=parse_date(until, "--until") if until else None,
             group_by=group_by or (), protocols=protocols, sort=sort)

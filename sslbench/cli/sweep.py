@@ -33,11 +33,18 @@ def sweep_command(
              "beside the results DB).")] = None,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Fix a parameter: key=value (repeatable).")] = None,
+    budget: Annotated[str | None, typer.Option(
+        help="Every trial trains this long (10m, 90s), its schedules planned to end there "
+             "(the same as --set train.budget_s=SECONDS).")] = None,
     data_dir: Annotated[str | None, typer.Option(help="Root folder of the datasets.")] = None,
+    confirm: Annotated[int, typer.Option(
+        min=0, help="Then re-run the best trial with N fresh seeds, evaluated on the test split "
+                    "(the number to report; trials choose on the validation split).")] = 0,
     db: DbOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-run lines.")] = False,
 ) -> None:
-    """Search hyperparameters with Optuna (TPE, pruning on the online kNN); every trial is a run.
+    """Search hyperparameters with Optuna (TPE, pruning on the online kNN); every trial is a run,
+    scored on the validation split.
 
     Re-running the same command resumes the study: trials left running by a dead worker are
     failed and retried. `optuna-dashboard <journal file or URL>` opens the same study.
@@ -50,12 +57,17 @@ def sweep_command(
         return
     if study_arg is not None:
         raise UserError(f"unexpected argument {study_arg!r}: use --study NAME to name the study")
-    _run(target, space, trials, workers, study, storage, set_ or [], data_dir, db, quiet)
+    fixed = list(set_ or [])
+    if budget is not None:
+        from sslbench.config.budget import parse_duration
+
+        fixed.append(f"train.budget_s={parse_duration(budget)}")
+    _run(target, space, trials, workers, study, storage, fixed, data_dir, db, quiet, confirm)
 
 
 def _run(method: str, space_file: Path | None, trials: int | None, workers: int,
          study: str | None, storage: str | None, fixed: list[str], data_dir: str | None,
-         db: str | None, quiet: bool) -> None:
+         db: str | None, quiet: bool, confirm: int) -> None:
     import dataclasses
 
     import yaml
@@ -93,11 +105,29 @@ def _run(method: str, space_file: Path | None, trials: int | None, workers: int,
     if retried:
         typer.echo(f"study {job.study}: trial(s) {', '.join(map(str, retried))} were left running "
                    "by a dead worker: marked failed and queued again")
-    typer.echo(f"study {job.study}: {space.method}, objective {space.objective} top-1, "
-               f"{space.trials} trials, {workers} worker(s)")
+    typer.echo(f"study {job.study}: {space.method}, objective {space.objective} top-1 on the "
+               f"validation split, {space.trials} trials, {workers} worker(s)")
     n, seconds = run_sweep(job, workers)
     typer.echo(f"study {job.study}: {n} trial(s) run in {seconds:.0f}s")
     _inspect("status", job.study, storage, db)
+    if confirm:
+        from sslbench.sweep.confirm import confirm_best
+
+        echo = (lambda _msg: None) if quiet else typer.echo
+        runs = confirm_best(job.study, db, confirm, echo=echo)
+        _echo_confirmed(db, job.study, runs)
+
+
+def _echo_confirmed(db: str | None, study: str, run_ids: list[int]) -> None:
+    from sslbench.report.export import group_scores
+    from sslbench.report.table import Filters, build_leaderboard, load_runs
+    from sslbench.store import Store
+
+    with Store.open(db, create=False) as store:
+        board = build_leaderboard(load_runs(store, Filters(ids=tuple(run_ids))))
+    for line in group_scores(board):
+        typer.echo(f"study {study}: confirmed on the test split, runs "
+                   f"{', '.join(map(str, run_ids))}: {line}")
 
 
 def _inspect(action: str, name: str, storage: str | None, db: str | None) -> None:

@@ -15,6 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
+from sslbench.config.budget import BUDGET_KEYS
 from sslbench.config.labels import parse_semi_spec
 from sslbench.config.schema import (
     EVAL_PROTOCOLS,
@@ -242,6 +243,10 @@ def cross_checks(cfg: RunConfig) -> None:
             raise ConfigError(f"{key}={layer!r}: unknown layer; choose backbone, projector or "
                               "stageN (N = 1 for the first stage of the backbone)")
     check_bandwidth("eval.diagnostics.kde_bandwidth", cfg.eval.diagnostics.kde_bandwidth)
+    budgets = [f"train.{k}" for k in BUDGET_KEYS if getattr(cfg.train, k) is not None]
+    if len(budgets) > 1:
+        raise ConfigError(f"{' and '.join(budgets)}: a run has one compute budget; keep one "
+                          "(--budget, --budget-steps or --budget-flops)")
     validate_method = getattr(cfg.method, "validate", None)
     if validate_method is not None:
         validate_method()

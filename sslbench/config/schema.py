@@ -37,6 +37,10 @@ class DataConfig:
     # and the side the images are resized to (centre crop of the shorter side; None: 96)
     class_list: str | None = None
     image_size: int | None = bounded(None, lo=8)
+    # the validation split (sslbench.data.splits): this share of every class of the train split,
+    # fixed by the dataset and val_seed, is what every choice is scored on
+    val_fraction: float = bounded(0.1, lo=0.0, hi=0.5, lo_open=True)
+    val_seed: int = bounded(0, lo=0)
     # a folder written by `sslbench data prepare` (see sslbench.data.shards), and how a run reads
     # it: decoded into memory, streamed from its shards, or auto: memory when the decoded splits
     # fit memory_budget_gb (a setting, not the machine's memory: the same config reads the same way)
@@ -153,6 +157,12 @@ class OptimizerConfig:
 @dataclass
 class TrainConfig:
     epochs: int = bounded(10, lo=1)
+    # A compute budget replaces `epochs` (at most one of the three; see sslbench.train.budget):
+    # the schedules (warm-up, cosine lr, EMA τ) are planned to end exactly at it.
+    budget_s: float | None = bounded(None, lo=0.0, lo_open=True)  # seconds of training steps
+    budget_steps: int | None = bounded(None, lo=1)  # optimizer steps
+    budget_flops: float | None = bounded(None, lo=0.0, lo_open=True)  # training FLOPs
+    plan_steps: int = bounded(20, lo=3)  # steps timed before a budget_s run fixes its total
     batch_size: int = bounded(256, lo=2)
     seed: int = bounded(0, lo=0, hi=2**32 - 1)  # numpy's generators take 32-bit seeds
     gpus: int | None = bounded(None, lo=0)  # None: a GPU if there is one; 0: CPU; N: N GPU workers
@@ -172,7 +182,7 @@ class TrainConfig:
 
 @dataclass
 class LinearEvalConfig:
-    """Linear probe on frozen, standardised features (train split → test split)."""
+    """Linear probe on frozen, standardised features (train split → ``eval.split``)."""
 
     epochs: int = bounded(100, lo=1)
     lr: float = bounded(1e-2, lo=0.0, lo_open=True)
@@ -226,6 +236,9 @@ class DiagnosticsConfig:
 @dataclass
 class EvalConfig:
     protocols: list[str] = field(default_factory=lambda: ["linear"])
+    # test: the numbers a run reports (classifiers fit on the whole train split); val: a choice
+    # (sweep trials; fit on train minus the validation split, scored on it, test never read)
+    split: Literal["test", "val"] = "test"
     linear: LinearEvalConfig = field(default_factory=LinearEvalConfig)
     knn: KnnConfig = field(default_factory=KnnConfig)
     semi: SemiSupervisedConfig = field(default_factory=SemiSupervisedConfig)

@@ -10,11 +10,11 @@ subset is therefore a prefix of a larger one (1 % ⊂ 5 % ⊂ 10 %). The spec is
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sslbench.config.labels import LabelSpec
+from sslbench.data.splits import class_shuffles, content_hash
 from sslbench.errors import UserError
 
 if TYPE_CHECKING:
@@ -41,14 +41,7 @@ def label_subset(labels: torch.Tensor, num_classes: int, spec: LabelSpec, datase
     if n > smallest:
         raise UserError(f"--labels {spec}: {n} images per class requested but the smallest class "
                         f"of {dataset} has {smallest} training images")
-    digest = hashlib.sha256(f"{dataset}:{split_seed}".encode()).digest()
-    gen = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
-    chosen = []
-    for c in range(num_classes):
-        members = (labels == c).nonzero().flatten()
-        order = torch.randperm(members.shape[0], generator=gen)  # one draw per class, any n
-        chosen.append(members[order[:n]])
-    indices = torch.cat(chosen).sort().values
-    content = hashlib.sha256(indices.numpy().tobytes()).hexdigest()[:8]
-    subset_id = f"{dataset}-s{split_seed}-{n}pc-{content}"
+    shuffled = class_shuffles(labels, num_classes, f"{dataset}:{split_seed}")
+    indices = torch.cat([members[:n] for members in shuffled]).sort().values
+    subset_id = f"{dataset}-s{split_seed}-{n}pc-{content_hash(indices)}"
     return LabelSubset(indices=indices, subset_id=subset_id, per_class=n, spec=str(spec))

@@ -12,6 +12,12 @@ from sslbench.formatting import format_duration
 from sslbench.report.table import Group, Leaderboard
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
+LEGEND = ("Top-1 in % on the test split (@val: on the validation split): the mean over a row's "
+          "runs (one per seed) ± the half-width of its 95 % t interval. Rows are compared within "
+          "a dataset and budget: 'best' has the highest mean, 'tied' rows have intervals that "
+          "overlap the best's (disjoint intervals differ at p < 0.05 by Welch's t-test), 'n=1' "
+          "rows have a single run and no interval. train: seconds of training steps; TFLOP: "
+          "training FLOPs (FlopCounterMode).")
 
 
 def pct(value: float | None) -> str:
@@ -19,32 +25,60 @@ def pct(value: float | None) -> str:
 
 
 def cell(group: Group, protocol: str) -> str:
-    """``mean ± std (n)`` in percent, or the single value when there is one run."""
+    """``mean ± h (n=3)`` in percent, h the half-width of the 95 % interval of the mean; a
+    single run says so (``85.06 (n=1)``) rather than showing ± 0."""
     stat = group.stats.get(protocol)
     if stat is None:
         return "-"
-    if stat.std is None:
-        return pct(stat.mean)
-    return f"{pct(stat.mean)} ± {pct(stat.std)} (n={stat.n})"
+    interval = stat.interval
+    if interval.half is None:
+        return f"{pct(interval.mean)} (n=1)"
+    return f"{pct(interval.mean)} ± {pct(interval.half)} (n={interval.n})"
+
+
+def verdict(group: Group, protocol: str) -> str:
+    """How the row compares with the best of its dataset and budget: best, tied (the 95 %
+    intervals overlap), lower, or ``n=1`` when a single run on either side leaves no interval."""
+    stat = group.stats.get(protocol)
+    if stat is None:
+        return "-"
+    return stat.verdict or "n=1"
+
+
+def method_cell(group: Group) -> str:
+    """The method, and the sweep trial a row of confirmation runs re-ran."""
+    sweep = group.key.get("sweep")
+    return str(group.key["method"]) + (f" (sweep {sweep})" if sweep else "")
+
+
+def group_scores(board: Leaderboard) -> list[str]:
+    """One line per row: the method and each protocol's mean ± 95 % interval."""
+    return [f"{method_cell(g)}: " + (", ".join(f"{p} {cell(g, p)}" for p in g.stats)
+                                     or "no evaluation") for g in board.groups]
+
+
+def tflop(value: float | None) -> str:
+    return "-" if value is None else f"{value / 1e12:.3g}"
 
 
 def display_rows(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
     """Header and string cells shared by the table, markdown and html renderers."""
-    header = ["method", "dataset", *board.group_by, "runs", "seeds"]
+    header = ["method", "dataset", *board.group_by, "budget", "runs", "seeds"]
     for p in board.protocols:
-        header += [f"{p} best", f"{p} mean ± std"]
-    header += ["epochs", "batch", "backbone", "wall", "img/s", "collapsed"]
+        header += [f"{p} mean ± 95% CI", f"{p} vs best"]
+    header += ["batch", "backbone", "train", "TFLOP", "wall", "img/s", "collapsed"]
     rows = []
     for g in board.groups:
-        row = [str(g.key["method"]), str(g.key["dataset"]),
-               *[fmt_value(g.key[k]) for k in board.group_by], str(len(g.runs)), str(g.seeds)]
+        row = [method_cell(g), str(g.key["dataset"]),
+               *[fmt_value(g.key[k]) for k in board.group_by], str(g.key["budget"]),
+               str(len(g.runs)), str(g.seeds)]
         for p in board.protocols:
-            stat = g.stats.get(p)
-            row += [pct(stat.best) if stat else "-", cell(g, p)]
+            row += [cell(g, p), verdict(g, p)]
         row += [
-            g.common(lambda r: r.config.get("train", {}).get("epochs")),
             g.common(lambda r: r.config.get("train", {}).get("batch_size")),
             g.common(lambda r: r.backbone),
+            format_duration(g.train_s),
+            tflop(g.train_flops),
             format_duration(g.wall_s),
             "-" if g.img_per_s is None else f"{g.img_per_s:.0f}",
             "yes" if g.collapsed else "no",
@@ -57,20 +91,28 @@ def records(board: Leaderboard) -> list[dict[str, Any]]:
     """Machine-readable rows (fractions, not percent) for csv and json."""
     out = []
     for g in board.groups:
-        rec: dict[str, Any] = {"method": g.key["method"], "dataset": g.key["dataset"]}
+        rec: dict[str, Any] = {"method": g.key["method"], "dataset": g.key["dataset"],
+                               "budget": g.key["budget"], "sweep": g.key["sweep"]}
         rec.update({k: g.key[k] for k in board.group_by})
         rec.update({"runs": len(g.runs), "seeds": g.seeds,
                     "run_ids": [r.id for r in g.runs]})
         for p in board.protocols:
             stat = g.stats.get(p)
-            rec[f"{p}_best"] = stat.best if stat else None
+            interval = stat.interval if stat else None
             rec[f"{p}_mean"] = stat.mean if stat else None
-            rec[f"{p}_std"] = stat.std if stat else None
+            rec[f"{p}_ci95"] = interval.half if interval else None
+            rec[f"{p}_low"] = interval.low if interval else None
+            rec[f"{p}_high"] = interval.high if interval else None
             rec[f"{p}_n"] = stat.n if stat else 0
+            rec[f"{p}_std"] = stat.std if stat else None
+            rec[f"{p}_best"] = stat.best if stat else None
+            rec[f"{p}_vs_best"] = stat.verdict if stat else None
+            rec[f"{p}_welch_p"] = stat.p_vs_best if stat else None
         rec.update({
             "epochs": g.common(lambda r: r.config.get("train", {}).get("epochs")),
             "batch_size": g.common(lambda r: r.config.get("train", {}).get("batch_size")),
             "backbone": g.common(lambda r: r.backbone),
+            "train_s": g.train_s, "train_flops": g.train_flops,
             "wall_s": g.wall_s, "img_per_s": g.img_per_s, "collapsed_runs": g.collapsed,
         })
         out.append(rec)
@@ -132,8 +174,7 @@ td:first-child,th:first-child{text-align:left}caption{font-weight:bold;margin-bo
 
 def to_html(board: Leaderboard, title: str = "sslbench leaderboard") -> str:
     header, rows = display_rows(board)
-    return html_page(title, [(title, header, rows)],
-                     "Accuracies are test top-1 in %: best run, and mean ± sample std over runs.")
+    return html_page(title, [(title, header, rows)], LEGEND)
 
 
 def html_page(title: str, tables: list[tuple[str, list[str], list[list[str]]]],
@@ -151,9 +192,11 @@ def html_page(title: str, tables: list[tuple[str, list[str], list[list[str]]]],
             + (f"<p>{for_html(note)}</p>\n" if note else "") + "</body></html>\n")
 
 
-def to_rich(board: Leaderboard) -> Any:
+def to_rich(board: Leaderboard,
+            title: str = "leaderboard (top-1 % on the test split; @val: on the validation split)"
+            ) -> Any:
     header, rows = display_rows(board)
-    return rich_table("leaderboard (test top-1 %)", header, rows, _text_columns(board))
+    return rich_table(title, header, rows, _text_columns(board))
 
 
 def rich_table(title: str, header: list[str], rows: list[list[str]], text_columns: int) -> Any:
@@ -183,8 +226,8 @@ def render(board: Leaderboard, fmt: str) -> str:
 
 
 def _text_columns(board: Leaderboard) -> int:
-    """method, dataset and the group-by keys are left-aligned; numbers to the right."""
-    return 2 + len(board.group_by)
+    """method, dataset, the group-by keys and the budget are left-aligned; numbers right."""
+    return 3 + len(board.group_by)
 
 
 def fmt_value(value: Any) -> str:

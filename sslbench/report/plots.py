@@ -20,7 +20,7 @@ from sslbench.store.models import Metric
 # Curves drawn by `sslbench report --plots`: (file stem, metric keys tried in order, y label).
 CURVES = (
     ("curve_loss", ("loss",), "training loss"),
-    ("curve_knn", ("knn_top1", "knn/top1"), "kNN top-1"),
+    ("curve_knn", ("val_knn_top1", "knn_top1", "knn/top1"), "online kNN top-1"),
     ("curve_collapse", ("collapse_std_backbone", "collapse_std", "collapse/std"),
      "per-channel std of l2-normalised output"),
 )
@@ -81,12 +81,14 @@ def plot_curves(path: Path, curves: dict[int, dict[str, list[tuple[int, float]]]
 
 
 def plot_accuracy_bars(path: Path, board: Leaderboard) -> int:
-    """Grouped bars: mean test top-1 (with std error bars) per leaderboard row and protocol."""
+    """Grouped bars: mean top-1 (error bars: the 95 % interval, none for a single run) per
+    leaderboard row and protocol."""
     plt = pyplot()
     protocols = [p for p in board.protocols if any(p in g.stats for g in board.groups)]
     if not protocols or not board.groups:
         return 0
-    names = [for_mathtext(" ".join(str(v) for k, v in g.key.items() if k != "dataset"))
+    names = [for_mathtext(" ".join(str(v) for k, v in g.key.items()
+                               if k != "dataset" and v is not None))
              for g in board.groups]
     fig, ax = plt.subplots(figsize=(max(6.4, 0.6 * len(names) * len(protocols)), 4.0), dpi=100)
     width = 0.8 / len(protocols)
@@ -97,12 +99,12 @@ def plot_accuracy_bars(path: Path, board: Leaderboard) -> int:
             if stat is not None:
                 xs.append(j + (i - (len(protocols) - 1) / 2) * width)
                 means.append(100 * stat.mean)
-                errs.append(100 * (stat.std or 0.0))
+                errs.append(100 * (stat.interval.half or 0.0))
         ax.bar(xs, means, width, yerr=errs, capsize=2, label=for_mathtext(p))
     lows = [100 * s.mean for g in board.groups for s in g.stats.values()]
     ax.set_ylim(max(0.0, min(lows) - 10), min(100.0, max(lows) + 5))
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("test top-1 (%)")
+    ax.set_ylabel("top-1 (%), mean ± 95 % CI")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
@@ -144,7 +146,7 @@ def plot_sweep_params(path: Path, report: Any) -> int:
     plt = pyplot()
     n = len(report.params)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.2), dpi=100, squeeze=False, sharey=True)
-    done = [t for t in report.trials if t.objective is not None]
+    done = [t for t in report.trials if t.ranked]
     pruned = [t for t in report.trials if t.status == "PRUNED" and t.last_knn is not None]
     best = report.best
     for ax, key in zip(axes[0], report.params, strict=True):
@@ -161,7 +163,7 @@ def plot_sweep_params(path: Path, report: Any) -> int:
             ax.set_xscale("log")
         ax.set_xlabel(for_mathtext(key))
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("test top-1 (%)")
+    axes[0][0].set_ylabel("val top-1 (%)")
     axes[0][0].legend(fontsize=7, loc="best")
     fig.suptitle(for_mathtext(f"sweep {report.study}"), fontsize=10)
     fig.tight_layout()

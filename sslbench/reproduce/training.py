@@ -77,7 +77,7 @@ def simsiam_collapse(s: ReproSettings, echo: Echo) -> int:
     with reproduction_run("simsiam-collapse", s, config, s.dataset, echo) as (store, run_id):
         runs = {label: _pretrain(s, data, run_id, "simsiam", epochs, [*common, override], echo)
                 for label, override in variants.items()}
-        curves = load_curves(store, list(runs.values()), ["collapse_std_projector", "knn_top1"])
+        curves = load_curves(store, list(runs.values()), ["collapse_std_projector"])
         top1 = {label: _linear_top1(store, rid) for label, rid in runs.items()}
         summary = {}
         for label, rid in runs.items():

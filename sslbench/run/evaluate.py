@@ -5,6 +5,11 @@ Each protocol (linear probe, weighted kNN, semi-supervised fine-tuning) evaluate
 method and is recorded as a child run of its pretrain run, with its own config and metrics; the
 supervised baseline is a run of its own (kind ``supervised``). The maths lives in
 :mod:`sslbench.eval`; this module records and prints.
+
+A protocol reports on the split ``eval.split`` names, recorded in the child's config: ``test``,
+the numbers a run finally reports, with the classifier fit on the whole train split (train + val,
+after every choice was made on val); or ``val``, a choice (a sweep trial's objective), fit on
+train minus val and scored on the validation split, without the test split in sight.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from torch import nn
 from sslbench.config import DataConfig, LabelSpec, RunConfig, apply_dotted, parse_semi_spec
 from sslbench.data import ImageDataset, load_run_dataset
 from sslbench.data.augment import BatchAugment
+from sslbench.data.splits import run_validation_split, validation_view
 from sslbench.data.transfer import adapt_dataset, encoder_input
 from sslbench.errors import UserError
 from sslbench.eval.features import extract_features
@@ -57,22 +63,35 @@ class FeatureCache:
         return self._cache[layer]
 
 
-def _child_config(cfg: RunConfig, parent_id: int, protocol: str, **extra: Any) -> dict[str, Any]:
+def evaluation_data(cfg: RunConfig, dataset: ImageDataset) -> tuple[ImageDataset, dict[str, str]]:
+    """What the protocols of ``cfg`` train and score on (the train and test splits of the returned
+    dataset), and how a child run records it: its ``split``, what its classifier was ``fit`` on,
+    and the ``val_split`` id."""
+    split = run_validation_split(dataset, cfg.data)
+    if cfg.eval.split == "val":
+        where = {"split": "val", "fit": "train-minus-val", "val_split": split.split_id}
+        return validation_view(dataset, split), where
+    return dataset, {"split": "test", "fit": "train", "val_split": split.split_id}
+
+
+def _child_config(cfg: RunConfig, parent_id: int, protocol: str, where: dict[str, str],
+                  **extra: Any) -> dict[str, Any]:
     return {"protocol": protocol, "parent_run": parent_id, "parent_config_hash": cfg.config_hash(),
-            "data": dataclasses.asdict(cfg.data), "seed": cfg.train.seed, **extra}
+            "data": dataclasses.asdict(cfg.data), "seed": cfg.train.seed, **where, **extra}
 
 
 def _top5(result: dict[str, float]) -> str:
     return f", top-5 {100 * result['top5']:.2f} %" if "top5" in result else ""
 
 
-def evaluate_linear(ctx: RunContext, method: nn.Module, features: FeatureCache) -> int:
+def evaluate_linear(ctx: RunContext, method: nn.Module, features: FeatureCache,
+                    where: dict[str, str]) -> int:
     """Linear probe of ``method`` at ``eval.linear.layer``, recorded as a child run."""
     cfg, dataset = ctx.cfg, ctx.dataset
     lin = cfg.eval.linear
     feature_module(method, lin.layer)  # an unknown layer is bad input: fail before recording
     child_id = ctx.create_child("linear", _child_config(
-        cfg, ctx.run_id, "linear", layer=lin.layer, linear=dataclasses.asdict(lin)))
+        cfg, ctx.run_id, "linear", where, layer=lin.layer, linear=dataclasses.asdict(lin)))
     with recording(ctx.store, child_id):
         train_x, test_x = features.get(lin.layer)
         augmented = (_augmented_features(feature_module(method, lin.layer), dataset, ctx.device)
@@ -84,7 +103,8 @@ def evaluate_linear(ctx: RunContext, method: nn.Module, features: FeatureCache) 
         ctx.store.log_metrics(child_id, summary, epoch=lin.epochs)
         ctx.store.update_summary(child_id, **summary)
     ctx.echo(f"run {child_id}: linear probe of run {ctx.run_id} ({lin.layer}) on "
-             f"{cfg.data.dataset} test: top-1 {100 * result['top1']:.2f} %{_top5(result)}")
+             f"{cfg.data.dataset} {where['split']}: top-1 {100 * result['top1']:.2f} %"
+             f"{_top5(result)}")
     return child_id
 
 
@@ -102,13 +122,14 @@ def _augmented_features(module: nn.Module, dataset: ImageDataset,
     return features
 
 
-def evaluate_knn(ctx: RunContext, method: nn.Module, features: FeatureCache) -> int:
+def evaluate_knn(ctx: RunContext, method: nn.Module, features: FeatureCache,
+                 where: dict[str, str]) -> int:
     """Weighted kNN (Wu et al. 2018) on the full train split, recorded as a child run."""
     cfg, dataset = ctx.cfg, ctx.dataset
     knn = cfg.eval.knn
     feature_module(method, knn.layer)
     child_id = ctx.create_child("knn", _child_config(
-        cfg, ctx.run_id, "knn", layer=knn.layer, knn=dataclasses.asdict(knn)))
+        cfg, ctx.run_id, "knn", where, layer=knn.layer, knn=dataclasses.asdict(knn)))
     with recording(ctx.store, child_id):
         train_x, test_x = features.get(knn.layer)
         result = knn_classify(train_x, dataset.train_labels, test_x, dataset.test_labels,
@@ -117,8 +138,8 @@ def evaluate_knn(ctx: RunContext, method: nn.Module, features: FeatureCache) -> 
         ctx.store.log_metrics(child_id, summary)
         ctx.store.update_summary(child_id, **summary)
     ctx.echo(f"run {child_id}: kNN (k={knn.k}, T={knn.temperature:g}) of run {ctx.run_id} "
-             f"({knn.layer}) on {cfg.data.dataset} test: top-1 {100 * result['top1']:.2f} %"
-             f"{_top5(result)}")
+             f"({knn.layer}) on {cfg.data.dataset} {where['split']}: top-1 "
+             f"{100 * result['top1']:.2f} %{_top5(result)}")
     return child_id
 
 
@@ -153,13 +174,13 @@ def _label_subset(cfg: RunConfig, dataset: ImageDataset, spec: LabelSpec) -> Lab
 
 
 def evaluate_semisup(ctx: RunContext, method: nn.Module, features: FeatureCache,
-                     spec: LabelSpec) -> int:
+                     where: dict[str, str], spec: LabelSpec) -> int:
     """Fine-tune the backbone + a linear head on a label subset; also a linear probe on it."""
     cfg = ctx.cfg
     # the subset (and its id) is known before the run is recorded; a bad spec writes nothing
     subset = _label_subset(cfg, ctx.dataset, spec)
     child_id = ctx.create_child("semisup", _child_config(
-        cfg, ctx.run_id, "semi", layer="backbone", labels=subset.spec,
+        cfg, ctx.run_id, "semi", where, layer="backbone", labels=subset.spec,
         subset_id=subset.subset_id, per_class=subset.per_class,
         semi=dataclasses.asdict(cfg.eval.semi), linear=dataclasses.asdict(cfg.eval.linear)))
     with recording(ctx.store, child_id):
@@ -170,29 +191,35 @@ def evaluate_semisup(ctx: RunContext, method: nn.Module, features: FeatureCache,
         ctx.store.log_metrics(child_id, summary, step=cfg.eval.semi.steps)
         ctx.store.update_summary(child_id, **summary)
     ctx.echo(f"run {child_id}: semi-supervised {subset.spec} ({subset.indices.shape[0]} labels, "
-             f"subset {subset.subset_id}) of run {ctx.run_id}: fine-tuned top-1 "
-             f"{100 * metrics['finetune_top1']:.2f} %, linear probe top-1 "
+             f"subset {subset.subset_id}) of run {ctx.run_id} on {where['split']}: fine-tuned "
+             f"top-1 {100 * metrics['finetune_top1']:.2f} %, linear probe top-1 "
              f"{100 * metrics['linear_top1']:.2f} %")
     return child_id
 
 
 def run_protocols(ctx: RunContext, method: nn.Module) -> list[int]:
-    """Every protocol of ``eval.protocols`` on ``method``, in order; the child run ids."""
-    features = FeatureCache(method, ctx.dataset, ctx.device)
+    """Every protocol of ``eval.protocols`` on ``method``, in order, on ``eval.split``; the child
+    run ids."""
+    data, where = evaluation_data(ctx.cfg, ctx.dataset)
+    ctx = dataclasses.replace(ctx, dataset=data)
+    features = FeatureCache(method, data, ctx.device)
     children = []
     for protocol in ctx.cfg.eval.protocols:
         name, _, spec = protocol.partition(":")
         if name == "linear":
-            children.append(evaluate_linear(ctx, method, features))
+            children.append(evaluate_linear(ctx, method, features, where))
         elif name == "knn":
-            children.append(evaluate_knn(ctx, method, features))
+            children.append(evaluate_knn(ctx, method, features, where))
         else:
-            children.append(evaluate_semisup(ctx, method, features, parse_semi_spec(spec)))
+            children.append(evaluate_semisup(ctx, method, features, where,
+                                             parse_semi_spec(spec)))
     return children
 
 
 def check_protocol_inputs(cfg: RunConfig, dataset: ImageDataset, method: nn.Module) -> None:
-    """The checks that need the model or the data: layers and label subsets."""
+    """The checks that need the model or the data: the validation split, layers and label
+    subsets (drawn from what the protocols will train on)."""
+    dataset, _ = evaluation_data(cfg, dataset)
     for protocol in cfg.eval.protocols:
         name, _, spec = protocol.partition(":")
         if name == "linear":
@@ -278,12 +305,12 @@ def run_supervised(cfg: RunConfig, spec: LabelSpec, db: str | None, *,
     method (``resolve_config(None, ...)``).
     """
     device = resolve_device(cfg.train.gpus)
-    dataset = load_run_dataset(cfg.data, cfg.train.seed)
+    dataset, where = evaluation_data(cfg, load_run_dataset(cfg.data, cfg.train.seed))
     subset = _label_subset(cfg, dataset, spec)
     config = {"protocol": "supervised", "labels": subset.spec, "subset_id": subset.subset_id,
               "per_class": subset.per_class, "model": dataclasses.asdict(cfg.model),
               "semi": dataclasses.asdict(cfg.eval.semi), "data": dataclasses.asdict(cfg.data),
-              "seed": cfg.train.seed}
+              "seed": cfg.train.seed, **where}
     with StopSignals(), Store.open(db, create=True) as store:
         run_id = create_run(store, cfg, "supervised", device, config=config)
         with recording(store, run_id):

@@ -28,6 +28,7 @@ from torch import nn
 
 from sslbench import tensorboard
 from sslbench.config import RunConfig
+from sslbench.config.budget import budget_label
 from sslbench.data import ImageDataset, load_run_dataset
 from sslbench.data.stream import steps_per_epoch
 from sslbench.distributed import collectives
@@ -163,7 +164,7 @@ def _start(ctx: RunContext, method: nn.Module, show_progress: bool, hooks: RunHo
     ctx.echo(f"run {ctx.run_id}: pretrain {cfg.method_name} on {cfg.data.dataset} "
              f"({ctx.dataset.pretrain_images.shape[0]} images from {ctx.dataset.source}) on "
              f"{label if world == 1 else f'{world} x {label}'}, "
-             f"{cfg.train.epochs} epochs, batch {cfg.train.batch_size}")
+             f"{_budget_text(cfg)}, batch {cfg.train.batch_size}")
     _train_and_evaluate(ctx, method, show_progress, hooks, stop, resume_from)
     return ctx.run_id
 
@@ -197,10 +198,13 @@ def _train_and_evaluate(ctx: RunContext, method: nn.Module, show_progress: bool,
                           show_progress, resume_from=resume_from, stop=stop,
                           owner=ctx.checkpoint_owner(), on_checkpoint=keeper)
         _keep_checkpoints(ctx, method, keeper, result.checkpoint)
+        train_flops = result.flops_per_image * result.steps * ctx.cfg.train.batch_size
         store.update_summary(run_id, loss=result.final_loss, img_per_s=result.images_per_s,
-                             train_s=result.seconds)
-    ctx.echo(f"run {run_id}: done in {result.seconds:.0f}s, final loss {result.final_loss:.4f}, "
-             f"{result.images_per_s:.0f} img/s")
+                             train_s=result.train_s, steps=result.steps, epochs=result.epochs,
+                             flops_per_img=result.flops_per_image, train_flops=train_flops)
+    ctx.echo(f"run {run_id}: done in {result.seconds:.0f}s ({result.train_s:.0f}s of training "
+             f"steps, {result.steps} steps, {train_flops / 1e12:.3g} TFLOP), final loss "
+             f"{result.final_loss:.4f}, {result.images_per_s:.0f} img/s")
     run_protocols(ctx, method)  # still under ``stop``: a signal ends the evaluation KILLED
     with _live_curves(ctx) as curves:
         if curves is not None:
@@ -211,6 +215,11 @@ def _train_and_evaluate(ctx: RunContext, method: nn.Module, show_progress: bool,
         apply_removal(store, removal)
         ctx.echo(f"run {run_id}: evaluated; removed its checkpoint "
                  f"({removal.bytes / 2**20:.1f} MiB, train.keep_checkpoints=none-after-eval)")
+
+
+def _budget_text(cfg: RunConfig) -> str:
+    label = budget_label(dataclasses.asdict(cfg.train))
+    return label if label.endswith("epochs") else f"budget {label}"
 
 
 def _keep_checkpoints(ctx: RunContext, method: nn.Module, keeper: CheckpointKeeper,
@@ -390,7 +399,7 @@ def resume_pretrain(run_id: int, db: str | None, *, data_dir: str | None = None,
             store.resume_run(run_id, epochs_done=at.epochs_done)
             where = str(device) if plan is None else f"{plan.world_size} workers"
             echo(f"run {run_id}: resume {cfg.method_name} on {cfg.data.dataset} at epoch "
-                 f"{at.epochs_done + 1}/{cfg.train.epochs} (step {at.step}) on {where}")
+                 f"{at.epochs_done + 1} (step {at.step}) of {_budget_text(cfg)} on {where}")
             if plan is not None:
                 _supervise(store, run_id, cfg, db, plan, show_progress,
                            checkpoint=(recorded.path, recorded.sha256))

@@ -58,7 +58,7 @@ def status_table(name: str, storage: str | None, store: Store) -> Any:
     head = Table(show_header=False, box=None)
     head.add_row("study", for_terminal(str(info["study"])))
     head.add_row("method", for_terminal(f"{info['method']} (objective: {info['objective']} "
-                                        "top-1)"))
+                                        "top-1 on val)"))
     states = ", ".join(f"{k.lower()} {v}" for k, v in info["states"].items() if v)
     head.add_row("trials", f"{states or 'none'} (budget {info['budget']})")
     if info["best_value"] is not None:
@@ -83,7 +83,8 @@ def status_table(name: str, storage: str | None, store: Store) -> Any:
 
 
 def best_command(name: str, storage: str | None, store: Store) -> str:
-    """The best trial's config and the command that re-runs it."""
+    """The best trial's config and the command that re-runs it (reporting on the test split,
+    as ``sweep --confirm`` does)."""
     info = summary(load_study(name, storage, store))
     if info["best_trial"] is None:
         raise UserError(f"study {name!r} has no completed trial yet "
@@ -91,10 +92,12 @@ def best_command(name: str, storage: str | None, store: Store) -> str:
     import yaml
 
     run = store.get_run(int(info["best_run"]))
+    # the trial scored on val; its re-run reports on test (the default split)
+    config = {**run.config, "eval": {**run.config.get("eval", {}), "split": "test"}}
     return (f"# best of study {printable(name)}: trial {info['best_trial']}, run {run.id}, "
-            f"{info['objective']} top-1 {100 * info['best_value']:.2f} %\n"
-            f"# re-run: {rerun_command(run.method, run.config)}\n"
-            + yaml.safe_dump(run.config, sort_keys=True))
+            f"{info['objective']} top-1 on val {100 * info['best_value']:.2f} %\n"
+            f"# re-run: {rerun_command(run.method, config)}\n"
+            + yaml.safe_dump(config, sort_keys=True))
 
 
 def rerun_command(method: str, config: dict[str, Any]) -> str:

@@ -3,7 +3,9 @@
 A trial is an ordinary sslbench run of kind ``trial`` (with the sweep id and trial number), so
 `sslbench runs list` and `sslbench report --sweep` see it like any other run. Its per-epoch online
 kNN accuracy is reported to Optuna for pruning; its objective (final kNN or linear-probe top-1) is
-measured by the evaluation child run, as for ``sslbench pretrain``.
+measured by the evaluation child run, as for ``sslbench pretrain``. Both are scored on the
+validation split (``eval.split=val``, see :mod:`sslbench.data.splits`): the test labels cannot
+change a sampled value, a pruned trial or the best one.
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ class SweepJob:
 
 
 def trial_config(space: SearchSpace, params: dict[str, Any], overrides: tuple[str, ...]) -> Any:
-    """The validated RunConfig of one trial: fixed keys, the trial's values, the objective."""
+    """The validated RunConfig of one trial: fixed keys, the trial's values, the objective (on the
+    validation split)."""
     from sslbench.resolve import resolve_config
 
-    values = {**space.fixed, **params, "eval.protocols": [space.objective]}
+    values = {**space.fixed, **params, "eval.protocols": [space.objective], "eval.split": "val"}
     return resolve_config(space.method, flags=values, overrides=list(overrides))
 
 
@@ -128,9 +131,7 @@ def run_worker(job: SweepJob, worker_index: int = 0) -> int:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 raise
             else:
-                child = [c for c in store.children(started["run"]) if c.status == "COMPLETED"]
-                value = next((c.summary[objective_key] for c in reversed(child)
-                              if objective_key in c.summary), None)
+                value = objective_of(store, started["run"], objective_key)
                 if value is None:
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 else:
@@ -139,6 +140,14 @@ def run_worker(job: SweepJob, worker_index: int = 0) -> int:
             done += 1
     finally:
         store.close()
+
+
+def objective_of(store: Any, run_id: int, key: str) -> float | None:
+    """The trial's objective: ``key`` of its newest completed evaluation on the validation
+    split (an evaluation on any other split is never one)."""
+    done = [c for c in store.children(run_id)
+            if c.status == "COMPLETED" and c.config.get("split") == "val" and key in c.summary]
+    return float(done[-1].summary[key]) if done else None
 
 
 def _on_start(trial: Any, started: dict[str, int]) -> Any:
@@ -150,15 +159,17 @@ def _on_start(trial: Any, started: dict[str, int]) -> Any:
 
 
 def _on_epoch(trial: Any) -> Any:
-    """Report the online kNN accuracy of each epoch; stop the run if the pruner says so."""
+    """Report the online kNN accuracy (validation split) of each epoch; stop the run if the
+    pruner says so."""
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-        value = metrics.get("knn_top1")
+        value = metrics.get("val_knn_top1")
         if value is None:
             return
         trial.report(value, epoch)
         if trial.should_prune():
-            raise RunPruned(f"pruned at epoch {epoch} (online kNN top-1 {100 * value:.2f} %)")
+            raise RunPruned(f"pruned at epoch {epoch} (online kNN top-1 on val "
+                            f"{100 * value:.2f} %)")
 
     return on_epoch
 

@@ -1,10 +1,11 @@
 """The training loop of every method, readable top to bottom.
 
 Data stays on the device as uint8 tensors (or is streamed from prepared shards:
-:mod:`sslbench.train.batches`); each step takes a batch, makes its views with the
-batched augmentation (two, plus the small crops of multi-crop), calls the method's
-``training_step``, steps the optimizer and the LR
-schedule, and lets the method update its own state (EMA target, ...). Nothing is synchronised
+:mod:`sslbench.train.batches`); each step takes a batch, makes its views with the batched
+augmentation (two, plus the small crops of multi-crop), calls the method's
+``training_step``, steps the optimizer and the LR schedule, and lets the method update its own
+state (EMA target, ...). The run lasts its epochs or its compute budget
+(:mod:`sslbench.train.budget`), which may end the last epoch part way. Nothing is synchronised
 with the host inside the step except every ``log_every`` steps. Checkpoints and resuming are in
 :mod:`sslbench.train.checkpoint`; signals in :mod:`sslbench.train.interrupt`.
 
@@ -16,6 +17,7 @@ saves checkpoints and gets the epoch hook.
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import time
 from collections.abc import Callable
@@ -33,6 +35,7 @@ from sslbench.distributed import collectives
 from sslbench.distributed.ddp import prepare, release
 from sslbench.errors import RunFailure, RunKilled
 from sslbench.train.batches import batch_source
+from sslbench.train.budget import WallClockPlan, fixed_total, max_warmup_share, synchronize
 from sslbench.train.checkpoint import (
     CHECKPOINT_NAME,
     FORMAT,
@@ -44,8 +47,9 @@ from sslbench.train.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
+from sslbench.train.flops import count_without_side_effects
 from sslbench.train.interrupt import StopSignals
-from sslbench.train.optim import build_optimizer, build_scheduler
+from sslbench.train.optim import WarmupCosine, build_optimizer, build_scheduler
 from sslbench.train.progress import TrainProgress
 
 EpochHook = Callable[[int, int, dict[str, float]], None]  # (epoch, global step, metrics)
@@ -58,12 +62,14 @@ ViewMaker = Callable[[torch.Tensor, torch.Generator, int], torch.Tensor]
 
 @dataclass
 class PretrainResult:
-    epochs: int
+    epochs: int  # the last epoch trained (a budget may end it part way)
     steps: int
     final_loss: float
-    seconds: float
+    seconds: float  # the whole loop, epoch-end work (monitor, checkpoints) included
     images_per_s: float
     checkpoint: Path
+    train_s: float  # the training steps alone: what a wall-clock budget counts
+    flops_per_image: float  # of a training step, forward and backward (sslbench.train.flops)
 
 
 def pretrain(
@@ -80,9 +86,12 @@ def pretrain(
     stop: StopSignals | None = None,
     owner: CheckpointOwner | None = None,
     on_checkpoint: CheckpointHook | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> PretrainResult:
     """Train ``method`` on the train split of ``dataset``; a checkpoint after every epoch.
 
+    The run lasts ``train.epochs`` or its compute budget (:mod:`sslbench.train.budget`), with the
+    schedules planned to end there; ``clock`` is what a wall-clock budget is timed with.
     ``augment`` replaces the configured :class:`BatchAugment` (the benchmarks time the same loop
     with other view sources); ``on_step_end`` is called after every optimizer step.
     ``resume_from``: a checkpoint of this run to continue from (see
@@ -101,46 +110,56 @@ def pretrain(
     batch = t.batch_size
     source = batch_source(cfg, dataset, device)
     steps_per_epoch = source.steps_per_epoch
-    total_steps = t.epochs * steps_per_epoch
+    local_batch = batch // collectives.world_size()  # this rank's part of the global batch
 
     on_cuda = device.type == "cuda"
     use_cl = on_cuda and t.channels_last
     memory_format = torch.channels_last if use_cl else torch.contiguous_format
     method.to(device, memory_format=memory_format).train()
+    configured = pretraining_augment(cfg.augment, dataset.info)
+    augment = augment if augment is not None else configured
+    num_views = cfg.augment.num_views
+    sample = dataset.pretrain_images[:min(local_batch, FLOP_COUNT_IMAGES)].to(device)
+    flops_per_image = _count_flops(method, sample, configured, num_views, memory_format, t.seed)
     training_step = prepare(method, device, t.sync_batchnorm)
-    optimizer, scheduler = optimization(cfg, method, steps_per_epoch)
-    if augment is None:
-        augment = pretraining_augment(cfg.augment, dataset.info)
+    optimizer, scheduler = optimization(cfg, method, steps_per_epoch, flops_per_image * batch)
+    warmup_share = max_warmup_share(t)
+    schedule: WarmupCosine = scheduler.lr_lambdas[0]  # type: ignore[assignment]
     if t.compile:  # the (DDP-wrapped) step, compiled with the method's modules inside
         training_step = torch.compile(training_step)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda and t.amp
                 else contextlib.nullcontext())
     params = [p for p in method.parameters() if p.requires_grad]
-    num_views = cfg.augment.num_views
 
     checkpoint_path = checkpoint_dir / CHECKPOINT_NAME
-    at = Position()
+    at, train_s = Position(), 0.0
     if resume_from is not None:
-        at = _restore(resume_from, method, optimizer, scheduler, device)
+        at = _restore(resume_from, method, optimizer, scheduler, device)  # and the planned total
         source.check_position(resume_from.get("stream"))
+        train_s = float(resume_from.get("train_s", 0.0))
+    plan = (WallClockPlan(t.budget_s, t.plan_steps, at.step, device)
+            if t.budget_s is not None and not schedule.planned else None)
 
-    def snapshot(position: Position, **mid_epoch: Any) -> None:
+    def snapshot(position: Position, spent_s: float, **mid_epoch: Any) -> None:
         if not collectives.is_main():  # rank 0 writes; the unwrapped method loads at any size
             return
         save_checkpoint(checkpoint_path, {
             "format": FORMAT, "method": method.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "epoch": position.epochs_done,
             "batch": position.batches_done, "step": position.step, "rng": capture_rng(device),
-            "world_size": collectives.world_size(), "run_uid": owner and owner.uid,
-            "stream": source.position(position.batches_done), **mid_epoch,
+            "world_size": collectives.world_size(), "train_s": spent_s,
+            "run_uid": owner and owner.uid, "stream": source.position(position.batches_done),
+            **mid_epoch,
         }, commit=owner and owner.commit)
 
-    step, final_loss, start = at.step, float("nan"), time.perf_counter()
-    with (TrainProgress(total_steps, steps_per_epoch, enabled=show_progress) as progress,
+    step, final_loss, start = at.step, float("nan"), clock()
+    epoch, unfinished = at.epochs_done, at.batches_done > 0  # an epoch stopped part way
+    with (TrainProgress(_planned(schedule), steps_per_epoch, enabled=show_progress) as progress,
           stop.deferring() if stop is not None else contextlib.nullcontext(),
           contextlib.closing(source)):
-        for epoch in range(at.epochs_done + 1, t.epochs + 1):
-            epoch_start = time.perf_counter()
+        while step < schedule.total_steps or unfinished:
+            epoch += 1
+            epoch_start = clock()
             order_gen, aug_gen = epoch_generators(t.seed, epoch, device,
                                                   stream=collectives.rank())
             loss_sum = torch.zeros((), device=device)
@@ -153,6 +172,7 @@ def pretrain(
                 loss_sum += resume_from["loss_sum"].to(device)
                 first_bad.copy_(resume_from["first_bad"])
                 method_logs = dict(resume_from["method_logs"])
+            batches = first_batch
             for i, x in enumerate(source.epoch(order_gen, first_batch), start=first_batch):
                 views = [augment(x, aug_gen, view=v).contiguous(memory_format=memory_format)
                          for v in range(1, num_views + 1)]
@@ -163,9 +183,16 @@ def pretrain(
                 if cfg.optimizer.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(params, cfg.optimizer.grad_clip)
                 optimizer.step()
+                if plan is not None and plan.measures(step + 1):
+                    synchronize(device)
+                    total = plan.total(step + 1, train_s + clock() - epoch_start)
+                    if total is not None:  # the schedules end exactly at the budget from now on
+                        schedule.fix_total(total, warmup_share)
+                        progress.set_total(total)
+                        plan = None
                 scheduler.step()
                 step += 1
-                method_logs = method.on_train_step_end(step, total_steps)
+                method_logs = method.on_train_step_end(step, schedule.total_steps)
                 if on_step_end is not None:
                     on_step_end(step)
 
@@ -174,54 +201,87 @@ def pretrain(
                 first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss),
                                         torch.full_like(first_bad, step), first_bad)
                 loss_sum += loss
-                synced = step % t.log_every == 0 or i == steps_per_epoch - 1
+                batches = i + 1
+                last = batches == steps_per_epoch or step >= schedule.total_steps
+                synced = step % t.log_every == 0 or last
                 if synced:
                     _raise_if_non_finite(first_bad)
-                    done = i + 1 - first_batch
-                    seen = done * batch / (time.perf_counter() - epoch_start)
-                    progress.update(step, epoch, (loss_sum / (i + 1)).item(), seen)
+                    seen = (batches - first_batch) * batch / (clock() - epoch_start)
+                    progress.update(step, epoch, (loss_sum / batches).item(), seen)
                 stopping = stop is not None and _stop_now(stop, synced, device)
                 if stopping or (t.checkpoint_every and step % t.checkpoint_every == 0
-                                and i + 1 < steps_per_epoch and collectives.world_size() == 1):
+                                and not last and collectives.world_size() == 1):
                     _raise_if_non_finite(first_bad)
                     if stopping and collectives.world_size() > 1:  # the last epoch's is kept
                         raise _killed(stop.received, epoch, step, saved=False)
-                    snapshot(Position(epoch - 1, i + 1, step), aug_rng=aug_gen.get_state(),
-                             loss_sum=loss_sum.cpu(), first_bad=first_bad.cpu(),
-                             method_logs=method_logs)
+                    snapshot(Position(epoch - 1, i + 1, step), train_s + clock() - epoch_start,
+                             aug_rng=aug_gen.get_state(), loss_sum=loss_sum.cpu(),
+                             first_bad=first_bad.cpu(), method_logs=method_logs)
                 if stopping:
                     raise _killed(stop.received, epoch, step)
+                if last:
+                    break
 
-            seconds = time.perf_counter() - epoch_start
-            final_loss = collectives.mean_over_ranks(loss_sum / steps_per_epoch).item()
+            seconds = clock() - epoch_start
+            train_s += seconds
+            unfinished = False
+            final_loss = collectives.mean_over_ranks(loss_sum / batches).item()
             metrics = {"loss": final_loss, "lr": scheduler.get_last_lr()[0],
-                       "img_per_s": (steps_per_epoch - first_batch) * batch / seconds,
+                       "img_per_s": (batches - first_batch) * batch / seconds,
                        "epoch_s": seconds, **method_logs}
-            progress.epoch_end(epoch, t.epochs, metrics, step)
+            progress.epoch_end(epoch, _planned_epochs(schedule, steps_per_epoch), metrics, step)
             if on_epoch_end is not None:
                 on_epoch_end(epoch, step, metrics)
             # After the epoch's metrics are stored: a resume redoes an epoch it has no record of.
-            snapshot(Position(epoch, 0, step))
+            snapshot(Position(epoch, 0, step), train_s)
             if on_checkpoint is not None and collectives.is_main():
                 on_checkpoint(epoch, checkpoint_path, final_loss)
             if stop is not None and _stop_now(stop, True, device):
                 raise _killed(stop.received, epoch + 1, step)
 
     release(method)
-    seconds = time.perf_counter() - start
+    seconds = clock() - start
     done_steps = step - at.step
-    return PretrainResult(epochs=t.epochs, steps=step, final_loss=final_loss, seconds=seconds,
+    return PretrainResult(epochs=epoch, steps=step, final_loss=final_loss, seconds=seconds,
                           images_per_s=done_steps * batch / seconds if done_steps else 0.0,
-                          checkpoint=checkpoint_path)
+                          checkpoint=checkpoint_path, train_s=train_s,
+                          flops_per_image=flops_per_image)
 
 
-def optimization(cfg: RunConfig, method: nn.Module, steps_per_epoch: int
+FLOP_COUNT_IMAGES = 64  # the batch a step's FLOPs are counted on, at most
+
+
+def _count_flops(method: nn.Module, images: torch.Tensor, augment: ViewMaker, num_views: int,
+                 memory_format: torch.memory_format, seed: int) -> float:
+    """Training FLOPs per image, counted once on the configured views of ``images``, from a
+    generator of their own (the epochs' augmentation streams are not touched)."""
+    gen = torch.Generator(device=images.device).manual_seed(seed)
+    views = [augment(images, gen, view=v).contiguous(memory_format=memory_format)
+             for v in range(1, num_views + 1)]
+    return count_without_side_effects(method, views)
+
+
+def _planned(schedule: WarmupCosine) -> int | None:
+    return int(schedule.total_steps) if schedule.planned else None
+
+
+def _planned_epochs(schedule: WarmupCosine, steps_per_epoch: int) -> int | None:
+    return None if not schedule.planned else math.ceil(schedule.total_steps / steps_per_epoch)
+
+
+def optimization(cfg: RunConfig, method: nn.Module, steps_per_epoch: int,
+                 flops_per_step: float | None = None
                  ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """The optimizer and LR schedule of a run of ``cfg`` with ``steps_per_epoch`` optimizer
-    steps per epoch (what a checkpoint's states are loaded into)."""
-    optimizer = build_optimizer(method, cfg.optimizer, cfg.train.batch_size)
-    return optimizer, build_scheduler(optimizer, cfg.optimizer, cfg.train.epochs * steps_per_epoch,
-                                      steps_per_epoch)
+    steps per epoch, planned to end at its epochs or budget (what a checkpoint's states are
+    loaded into; a checkpoint's schedule holds its planned total, so ``flops_per_step`` may be
+    left out there even for a FLOP budget)."""
+    t = cfg.train
+    optimizer = build_optimizer(method, cfg.optimizer, t.batch_size)
+    total = (None if t.budget_flops is not None and flops_per_step is None
+             else fixed_total(t, steps_per_epoch, flops_per_step or 0.0))
+    return optimizer, build_scheduler(optimizer, cfg.optimizer, total, steps_per_epoch,
+                                      max_warmup_share(t))
 
 
 def _restore(state: dict[str, Any], method: nn.Module, optimizer: torch.optim.Optimizer,

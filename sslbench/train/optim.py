@@ -107,8 +107,9 @@ def build_optimizer(model: nn.Module, cfg: OptimizerConfig,
     return torch.optim.AdamW(groups, lr=lr)
 
 
-def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
-    """Multiplier of the base lr at ``step``: linear warmup to 1, then cosine to ``min_ratio``."""
+def lr_factor(step: int, total_steps: float, warmup_steps: int, min_ratio: float) -> float:
+    """Multiplier of the base lr at ``step``: linear warmup to 1, then cosine to ``min_ratio``
+    (a total of ``math.inf``, not planned yet, keeps the factor at 1 after the warm-up)."""
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     span = max(total_steps - warmup_steps, 1)
@@ -116,9 +117,35 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) 
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimizerConfig, total_steps: int,
-                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
-    warmup = min(round(cfg.warmup_epochs * steps_per_epoch), total_steps)
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total_steps, warmup, cfg.min_lr_ratio)
-    )
+class WarmupCosine:
+    """:func:`lr_factor` as the scheduler's multiplier, with a total a wall-clock budget fixes
+    after training has started (:mod:`sslbench.train.budget`). An object rather than a lambda:
+    ``LambdaLR`` saves its attributes with the scheduler, so a checkpoint keeps the total."""
+
+    def __init__(self, total_steps: float, warmup_steps: int, min_ratio: float) -> None:
+        self.total_steps, self.warmup_steps, self.min_ratio = total_steps, warmup_steps, min_ratio
+
+    @property
+    def planned(self) -> bool:
+        return math.isfinite(self.total_steps)
+
+    def fix_total(self, total_steps: int, max_warmup_share: float = 1.0) -> None:
+        """Plan the cosine to end at ``total_steps``; the warm-up takes at most
+        ``max_warmup_share`` of them."""
+        self.total_steps = total_steps
+        self.warmup_steps = min(self.warmup_steps, math.floor(max_warmup_share * total_steps))
+
+    def __call__(self, step: int) -> float:
+        return lr_factor(step, self.total_steps, self.warmup_steps, self.min_ratio)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimizerConfig,
+                    total_steps: int | None, steps_per_epoch: int, max_warmup_share: float = 1.0
+                    ) -> torch.optim.lr_scheduler.LambdaLR:
+    """Warm-up + cosine over ``total_steps`` (None: not known yet; see :class:`WarmupCosine`),
+    the warm-up at most ``max_warmup_share`` of the total."""
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    schedule = WarmupCosine(math.inf, warmup, cfg.min_lr_ratio)
+    if total_steps is not None:
+        schedule.fix_total(total_steps, max_warmup_share)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)

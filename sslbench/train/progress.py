@@ -8,9 +8,11 @@ from types import TracebackType
 
 
 class TrainProgress:
-    """Shows training progress; ``update`` is called every ``log_every`` steps, not every step."""
+    """Shows training progress; ``update`` is called every ``log_every`` steps, not every step.
+    The total may be unknown at first (a wall-clock budget): ``set_total`` gives it later."""
 
-    def __init__(self, total_steps: int, steps_per_epoch: int, *, enabled: bool = True) -> None:
+    def __init__(self, total_steps: int | None, steps_per_epoch: int, *,
+                 enabled: bool = True) -> None:
         self.total_steps = total_steps
         self.steps_per_epoch = steps_per_epoch
         self.enabled = enabled
@@ -42,18 +44,25 @@ class TrainProgress:
             )
         return self
 
+    def set_total(self, total_steps: int) -> None:
+        self.total_steps = total_steps
+        if self._bar is not None:
+            self._bar.update(self._task, total=total_steps)
+
     def update(self, step: int, epoch: int, loss: float, images_per_s: float) -> None:
         if self._bar is not None:
             self._bar.update(self._task, completed=step, epoch=epoch, loss=loss, ips=images_per_s)
 
-    def epoch_end(self, epoch: int, epochs: int, metrics: dict[str, float], step: int) -> None:
+    def epoch_end(self, epoch: int, epochs: int | None, metrics: dict[str, float],
+                  step: int) -> None:
         if not self.enabled or self.interactive:
             return
         elapsed = time.perf_counter() - self._start
-        eta = elapsed / max(step, 1) * (self.total_steps - step)
+        eta = ("?" if self.total_steps is None else
+               f"{elapsed / max(step, 1) * (self.total_steps - step):.0f}s")
         shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-        print(f"epoch {epoch}/{epochs}  {shown}  elapsed {elapsed:.0f}s  eta {eta:.0f}s",
-              file=sys.stderr, flush=True)
+        print(f"epoch {epoch}/{'?' if epochs is None else epochs}  {shown}  "
+              f"elapsed {elapsed:.0f}s  eta {eta}", file=sys.stderr, flush=True)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:

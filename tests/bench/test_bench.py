@@ -4,6 +4,7 @@ counts and the recorded runs (never their speed)."""
 from __future__ import annotations
 
 import sqlite3
+import types
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 from torch import nn
 
 from sslbench.bench.conventional import LoaderViews, TwoViewPILDataset, pil_transform
-from sslbench.bench.flops import peak_tflops, training_flops_per_image
+from sslbench.bench.flops import peak_tflops
 from sslbench.bench.throughput import (
     PreparedViews,
     StepClock,
@@ -21,12 +22,13 @@ from sslbench.bench.throughput import (
     measure,
     random_dataset,
 )
-from sslbench.bench.time_to_accuracy import CheckpointClock, _BudgetSpent, time_to_accuracy
+from sslbench.bench.time_to_accuracy import time_to_accuracy
 from sslbench.cli import main
 from sslbench.config import ViewAugmentConfig
 from sslbench.data import load_dataset
 from sslbench.resolve import resolve_config
 from sslbench.store import Store
+from sslbench.train.flops import training_flops_per_image
 
 
 def tiny_cfg(method: str = "simclr", *extra: str):  # type: ignore[no-untyped-def]
@@ -120,33 +122,46 @@ def test_random_dataset_has_the_shape_of_the_named_one() -> None:
     assert data.info.name == "cifar10" and data.source == "random(seed=0)"
 
 
-def test_checkpoint_clock_excludes_probe_time_and_stops_at_the_budget() -> None:
-    now = [0.0]
-    probes: list[float] = []
+def test_time_to_accuracy_runs_a_complete_schedule_per_budget(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each budget is a run of its own, planned to end there (not one schedule probed on the
+    way): with every training step taking 1 s on the clock, the 5 s and 8 s budgets train 5 and
+    8 steps, and the 8 s run's schedule is planned for 8 steps after its 3 timed ones."""
+    import sslbench.bench.time_to_accuracy as tta
 
-    def probe() -> float:
-        now[0] += 100.0  # a probe takes 100 s of wall time, not of training time
-        return 0.5
-
-    clock = CheckpointClock(every_s=10, budget_s=25, probe=probe,
-                            on_checkpoint=lambda p: probes.append(p.train_s),
-                            clock=lambda: now[0])
-    with pytest.raises(_BudgetSpent):
-        for step in range(1, 100):
-            now[0] += 4.0  # each step trains 4 s
-            clock(step)
-    assert probes == [12.0, 20.0, 28.0]
-    assert [p.step for p in clock.curve] == [3, 5, 7]
-
-
-def test_time_to_accuracy_probes_until_the_end_of_the_schedule() -> None:
-    cfg = tiny_cfg("simclr", "train.epochs=1")
+    cfg = tiny_cfg("simclr", "train.plan_steps=3")
     full = load_dataset("synthetic")
-    dataset = replace(full, train_images=full.train_images[:40])
-    curve = time_to_accuracy(cfg, dataset, torch.device("cpu"), every_s=1e6, budget_s=1e6,
-                             probe=lambda method: 0.25)
-    steps = 40 // 8
-    assert [(p.step, p.top1) for p in curve] == [(steps, 0.25)]
+    dataset = replace(full, train_images=full.train_images[:40])  # 5 steps of 8 an epoch
+    now = [0.0]
+    totals: list[list[float]] = []
+    build = tta.build_method
+
+    def training_step(self, views: list[torch.Tensor]):  # type: ignore[no-untyped-def]
+        now[0] += 1.0
+        return type(self).training_step(self, views)
+
+    def on_train_step_end(self, step: int, total: float) -> dict[str, float]:
+        totals[-1].append(total)
+        return type(self).on_train_step_end(self, step, total)
+
+    def ticking(*args, **kwargs):  # type: ignore[no-untyped-def]
+        method = build(*args, **kwargs)
+        totals.append([])
+        method.training_step = types.MethodType(training_step, method)
+        method.on_train_step_end = types.MethodType(on_train_step_end, method)
+        return method
+
+    def probe(method: torch.nn.Module) -> float:
+        now[0] += 100.0  # probing is not training
+        return 0.25
+
+    monkeypatch.setattr(tta, "build_method", ticking)
+    curve = time_to_accuracy(cfg, dataset, torch.device("cpu"), budgets_s=[8.0, 5.0],
+                             probe=probe, clock=lambda: now[0])
+    assert [(p.budget_s, p.steps, p.top1) for p in curve] == [(5.0, 5, 0.25), (8.0, 8, 0.25)]
+    assert [p.train_s for p in curve] == pytest.approx([5.0, 8.0])
+    inf = float("inf")
+    assert totals == [[inf, inf, 5, 5, 5], [inf, inf, 8, 8, 8, 8, 8, 8]]
 
 
 @pytest.fixture
@@ -189,16 +204,16 @@ def test_too_many_steps_is_bad_input_and_records_nothing(
 
 @pytest.mark.multiprocess
 def test_time_to_accuracy_and_startup_are_recorded(db: Path) -> None:
-    assert main(["bench", "time-to-accuracy", "--dataset", "synthetic", "--epochs", "1",
+    assert main(["bench", "time-to-accuracy", "--dataset", "synthetic", "--budgets", "2s,1s",
                  "--set", "model.width=4", "--set", "eval.linear.epochs=1", "--gpus", "0",
-                 "--db", str(db)]) == 0
+                 "--set", "train.plan_steps=3", "--db", str(db)]) == 0
     assert main(["bench", "startup", "--repeats", "1", "--db", str(db)]) == 0
     with Store.open(str(db)) as store:
         tta, startup = store.get_run(1), store.get_run(2)
     assert tta.kind == startup.kind == "bench" and tta.status == "COMPLETED"
-    assert {m.key for m in tta.metrics} == {"linear_top1", "train_s"}
-    assert 0 <= tta.summary["final_top1"] <= 1
-    assert tta.summary["best_top1"] >= tta.summary["final_top1"]
+    assert {m.key for m in tta.metrics} == {"linear_top1", "train_s", "budget_s"}
+    assert [m.value for m in tta.metrics if m.key == "budget_s"] == [1.0, 2.0]
+    assert 0 <= tta.summary["final_top1"] <= 1 and tta.summary["final_budget_s"] == 2.0
     assert startup.summary["help_s"] > 0 and len(startup.metrics) == 1
 
 

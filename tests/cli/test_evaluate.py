@@ -15,7 +15,7 @@ from sslbench.store import Store
 
 DIAGNOSTICS = ("collapse_std_backbone", "collapse_std_projector", "rankme_backbone",
                "rankme_projector", "alignment", "uniformity", "infonce_mi", "infonce_log_k",
-               "knn_top1", "collapsed")
+               "val_knn_top1", "collapsed")
 
 
 
@@ -43,10 +43,11 @@ def test_pretrain_records_diagnostics_per_epoch(pretrained: Path) -> None:
     for key in DIAGNOSTICS:
         assert key in by_key and by_key[key].epoch == 1, key
     assert by_key["infonce_mi"].value <= by_key["infonce_log_k"].value
-    assert by_key["infonce_log_k"].value == pytest.approx(math.log(512))  # 512 held-out images
+    # the held-out batch: the validation split, 10 % of every class of 1024 images
+    assert by_key["infonce_log_k"].value == pytest.approx(math.log(100))
     assert by_key["collapsed"].value == 0.0 and "collapsed" not in run.summary
     assert 1.0 <= by_key["rankme_backbone"].value <= 64  # ConvNet width 16 → 64 features
-    assert 0.1 < by_key["knn_top1"].value <= 1.0
+    assert 0.1 < by_key["val_knn_top1"].value <= 1.0
 
 
 def test_knn_command(db: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -75,6 +76,8 @@ def test_semi_supervised_and_supervised_share_the_subset(
     assert (semi.kind, semi.parent_id, semi.status) == ("semisup", 1, "COMPLETED")
     assert (sup.kind, sup.parent_id, sup.status) == ("supervised", None, "COMPLETED")
     assert semi.config["subset_id"] == sup.config["subset_id"]
+    for run in (semi, sup):  # both report on the test split, fit on the whole train split
+        assert (run.config["split"], run.config["fit"]) == ("test", "train")
     assert semi.config["semi"]["steps"] == sup.config["semi"]["steps"] == 15
     assert sup.config["model"]["width"] == 16  # the synthetic dataset's defaults
     for key in ("semi_finetune_top1", "semi_linear_top1", "num_labels"):
@@ -111,7 +114,7 @@ def test_pretrain_eval_list_makes_one_child_per_protocol(
     # 1 % of 1024 images in 10 classes → 1 image per class
     assert [c.config["per_class"] for c in children[2:]] == [1, 10]
     assert [c.summary["num_labels"] for c in children[2:]] == [10, 100]
-    assert not any(m.key == "knn_top1" for m in pre.metrics)  # monitor switched off
+    assert not any(m.key == "val_knn_top1" for m in pre.metrics)  # monitor switched off
 
 
 def test_collapse_is_flagged_and_warned_but_not_stopped(

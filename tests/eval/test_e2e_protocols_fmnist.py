@@ -35,10 +35,14 @@ def test_all_protocols_on_fashion_mnist(tmp_path: Path, fmnist_dir: Path) -> Non
     assert [r.status for r in (pre, linear, knn, semi1, semi10, sup)] == ["COMPLETED"] * 6
     assert [semi1.summary["num_labels"], semi10.summary["num_labels"]] == [600, 6000]
     assert semi1.config["subset_id"] == sup.config["subset_id"]
+    # reported on test, each classifier fit on the whole train split (train + val)
+    for child in (linear, knn, semi1, semi10):
+        assert (child.config["split"], child.config["fit"]) == ("test", "train")
+        assert child.config["val_split"].startswith("fashion-mnist-v0-6000-")
 
     metrics = {m.key: m.value for m in pre.metrics}
     assert metrics["collapsed"] == 0.0 and metrics["infonce_mi"] <= metrics["infonce_log_k"]
-    assert metrics["knn_top1"] > 0.6  # online monitor on 5000 train images
+    assert metrics["val_knn_top1"] > 0.6  # online monitor: 5000 train images, the val split
 
     assert linear.summary["linear_top1"] > RANDOM_INIT_CONVNET
     assert knn.summary["knn_top1"] > 0.7

@@ -103,8 +103,11 @@ def test_filters_and_sorting(db: str) -> None:
     assert len(_board(db, since=datetime(2000, 1, 1, tzinfo=UTC)).groups) == 3
     by_name = _board(db, dataset="fashion-mnist", sort="method")
     assert [g.key["method"] for g in by_name.groups] == ["byol", "simclr"]
-    by_knn = _board(db, sort="knn")
+    by_knn = _board(db, dataset="fashion-mnist", sort="knn")
     assert by_knn.groups[0].key["method"] == "byol"  # the only row with kNN comes first
+    # a protocol sorts within each dataset and budget: rows are only compared there
+    assert [g.key["dataset"] for g in _board(db, sort="knn").groups] == [
+        "cifar10", "fashion-mnist", "fashion-mnist"]
     with pytest.raises(UserError, match="--sort"):
         _board(db, sort="nope")
 
@@ -134,12 +137,14 @@ def test_exports_parse_back(db: str) -> None:
     data = json.loads(render(board, "json"))
     assert data["protocols"] == ["linear", "knn", "semi:10"]
     assert data["rows"][1]["linear_std"] == pytest.approx(0.02)
+    assert data["rows"][1]["linear_ci95"] == pytest.approx(4.302653 * 0.02 / 3 ** 0.5)
+    assert data["rows"][1]["linear_vs_best"] is None  # against simclr's single run: no test
     assert data["rows"][1]["run_ids"] == [1, 4, 7]
 
     lines = to_markdown(board).strip().splitlines()
     assert len(lines) == 2 + len(board.groups)
     assert len({line.count("|") for line in lines}) == 1
-    assert "82.00 ± 2.00 (n=3)" in lines[3]
+    assert "| 82.00 ± 4.97 (n=3) | n=1 |" in lines[3] and "| 86.00 (n=1) | best |" in lines[2]
 
     page = render(board, "html")
     assert page.startswith("<!DOCTYPE html>") and "<table>" in page and "</html>" in page
@@ -158,11 +163,12 @@ def test_plots_are_pngs_with_one_series_per_row(db: str, tmp_path: Path) -> None
 def test_report_cli(db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "--db", db, "--dataset", "fashion-mnist"]) == 0
     out = capsys.readouterr().out
-    assert "byol" in out and "82.00 ± 2.00 (n=3)" in out
+    assert "byol" in out and "82.00 ± 4.97 (n=3)" in out
     out_file = tmp_path / "t.md"
     assert main(["report", "--db", db, "-f", "markdown", "-o", str(out_file),
                  "--protocol", "linear", "--plots", str(tmp_path / "p")]) == 0
-    assert out_file.read_text().startswith("| method | dataset | runs | seeds | linear best")
+    assert out_file.read_text().startswith(
+        "| method | dataset | budget | runs | seeds | linear mean ± 95% CI | linear vs best |")
     assert (tmp_path / "p" / "accuracy_by_method.png").is_file()
     assert main(["report", "--db", db, "-f", "json", "--group-by", "method.ema_decay"]) == 0
     assert len(json.loads(capsys.readouterr().out)["rows"]) == 4
@@ -219,9 +225,10 @@ def test_fabricate_and_bench(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert run.status == "COMPLETED" and run.summary["report_s"] > 0
 
 
-def _sweep_db(path: str) -> dict[int, int]:
+def _sweep_db(path: str, split: str | None = "val") -> dict[int, int]:
     """A fabricated study: the objective depends on the EMA decay only; one PRUNED, one FAILED
-    trial. Returns {trial number: run id}."""
+    trial; the objective measured on ``split`` (None: not recorded, as before sslbench had a
+    validation split). Returns {trial number: run id}."""
     ids = {}
     with Store.open(path) as store:
         params = [(0.99, 1e-3, 256), (0.9, 3e-3, 128), (0.95, 1e-2, 512), (0.999, 3e-4, 256),
@@ -231,13 +238,15 @@ def _sweep_db(path: str) -> dict[int, int]:
             config = {"method": {"name": "byol", "ema_decay": ema},
                       "optimizer": {"lr": lr}, "train": {"epochs": 2, "batch_size": batch,
                                                          "output_dir": f"runs/{number}"},
-                      "data": {"dataset": "fashion-mnist"}}
+                      "data": {"dataset": "fashion-mnist"},
+                      **({} if split is None else {"eval": {"split": split}})}
             rid = store.create_run(kind="trial", method="byol", dataset="fashion-mnist",
                                    config=config, seed=0, backbone="convnet", provenance=PROV,
                                    sweep_id="byol-fm", trial_number=number)
             epochs = 1 if status == "PRUNED" else 2
             for epoch in range(epochs):
-                store.log_metrics(rid, {"loss": 1.0, "knn_top1": 0.5 + 0.1 * epoch}, epoch=epoch)
+                store.log_metrics(rid, {"loss": 1.0, "val_knn_top1": 0.5 + 0.1 * epoch},
+                                  epoch=epoch)
             if status == "COMPLETED":
                 store.update_summary(rid, objective=0.5 + 0.4 * (ema - 0.9) / 0.099)
             store.finish_run(rid, status, failure_reason="nan" if status == "FAILED" else None)
@@ -266,6 +275,22 @@ def test_sweep_report_ranks_trials_and_finds_the_important_parameter(tmp_path: P
     assert set(report.importance) == set(report.params)
     assert sum(report.importance.values()) == pytest.approx(1.0)
     assert max(report.importance, key=report.importance.get) == "method.ema_decay"
+
+
+def test_a_sweep_is_never_ranked_by_a_test_objective(tmp_path: Path) -> None:
+    """Trials recorded before the validation split chose on the test split: listed, not
+    ranked, and none of them is the best."""
+    from sslbench.report.sweep import build_sweep_report, display_rows
+
+    path = str(tmp_path / "s.sqlite")
+    _sweep_db(path, split=None)
+    with Store.open(path, create=False) as store:
+        report = build_sweep_report(store, "byol-fm")
+    assert report.best is None and report.importance == {}
+    header, rows = display_rows(report)
+    assert header[4] == "objective (val)"
+    assert {row[0] for row in rows} == {"-"}  # no rank
+    assert rows[0][4] == "90.00 (test)"
 
 
 def test_sweep_report_exports_and_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -1,0 +1,100 @@
+"""How many steps a pretraining run trains for: its epochs, or a compute budget, planned so that
+every schedule (the linear warm-up, the cosine learning rate, BYOL's cosine EMA τ) ends exactly
+at the budget instead of being cut off by it.
+
+- ``train.budget_steps``: that many optimizer steps.
+- ``train.budget_flops``: as many steps as fit at the run's training FLOPs per step (counted once
+  before training, :mod:`sslbench.train.flops`).
+- ``train.budget_s``: seconds of training steps; the per-epoch monitor, checkpoints and the
+  evaluations come on top. The first ``train.plan_steps`` steps are timed and the total is fixed
+  then: ``plan_steps + ⌊(budget − seconds so far) / seconds per step⌋``, the rate measured over
+  the steps after the first two (which carry one-off costs: allocation, autotuning, compilation;
+  they still count against the budget). Until the total is known the schedules hold their
+  starting values after the warm-up (cosine factor 1, τ at its base); the planned cosine would
+  have moved by at most (π · plan_steps / total)² / 4 of its range by then. In a distributed run
+  every rank takes the mean of the ranks' step times, so they all plan the same total.
+
+A budgeted run's warm-up (``optimizer.warmup_epochs``) takes at most ``MAX_WARMUP_SHARE`` of its
+planned steps: a warm-up counted in epochs would otherwise fill a short budget (one Fashion-MNIST
+epoch is 234 steps of 256) and leave no room for the cosine. SimCLR warms up for 10 % of its
+100-epoch schedule, MoCo v3 for 13 %, BYOL for 1 %.
+
+The budget is recorded in the run's config and the total, the seconds and the FLOPs trained in its
+summary, so `sslbench report` groups and compares runs by budget.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from sslbench.config import TrainConfig
+from sslbench.config.budget import BUDGET_KEYS
+from sslbench.distributed import collectives
+from sslbench.errors import RunFailure, UserError
+
+WARMUP_STEPS = 2  # timed steps left out of the rate
+MAX_WARMUP_SHARE = 0.1  # of a budgeted run's planned steps
+
+
+def max_warmup_share(train: TrainConfig) -> float:
+    """The share of its steps a run's warm-up may take: all of them for a run of epochs (as
+    configured), ``MAX_WARMUP_SHARE`` for a budgeted one."""
+    budgeted = any(getattr(train, key) is not None for key in BUDGET_KEYS)
+    return MAX_WARMUP_SHARE if budgeted else 1.0
+
+
+def fixed_total(train: TrainConfig, steps_per_epoch: int, flops_per_step: float) -> int | None:
+    """The steps of a run whose length is known before it starts (epochs, steps or FLOPs); None
+    for a wall-clock budget, which :class:`WallClockPlan` fixes after timing the first steps."""
+    if train.budget_steps is not None:
+        return train.budget_steps
+    if train.budget_flops is not None:
+        if not flops_per_step > 0:
+            raise UserError("train.budget_flops: no FLOPs were counted in this method's step; "
+                            "give the budget in time (--budget) or steps (--budget-steps)")
+        return max(1, math.floor(train.budget_flops / flops_per_step))
+    if train.budget_s is not None:
+        return None
+    return train.epochs * steps_per_epoch
+
+
+@dataclass
+class WallClockPlan:
+    """Times steps ``start + 2`` and ``start + plan_steps`` (``start``: the step this process began
+    at) and fixes the run's total at the second (see the module docstring)."""
+
+    budget_s: float
+    plan_steps: int
+    start_step: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    marks: dict[int, float] = field(default_factory=dict)
+
+    def measures(self, step: int) -> bool:
+        """Whether the training seconds at the end of ``step`` are needed (the loop then waits
+        for the device, so that the clock reads finished work)."""
+        return step in (self.start_step + WARMUP_STEPS, self.start_step + self.plan_steps)
+
+    def total(self, step: int, train_s: float) -> int | None:
+        """Record ``train_s`` (training seconds after ``step``); at the last timed step, the
+        run's total steps."""
+        self.marks[step] = train_s
+        first, last = self.start_step + WARMUP_STEPS, self.start_step + self.plan_steps
+        if step != last:
+            return None
+        per_step = (train_s - self.marks[first]) / (last - first)
+        # NCCL reduces device tensors only
+        per_step = float(collectives.mean_over_ranks(torch.tensor(per_step, device=self.device)))
+        if not per_step > 0:
+            raise RunFailure(f"train.budget_s: the clock did not advance over steps {first}-{last}"
+                             "; cannot plan the budget")
+        # a step that fits to within a millionth of a step fits (floating-point rounding)
+        return last + max(0, math.floor((self.budget_s - train_s) / per_step + 1e-6))
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a clock read after it counts that work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
