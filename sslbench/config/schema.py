@@ -49,7 +49,8 @@ class DataConfig:
     memory_budget_gb: float = bounded(8.0, lo=0.0, lo_open=True)
     shuffle_buffer: int = bounded(5000, lo=1)  # stream: samples in the shuffle buffer
     workers: int = bounded(2, lo=0)  # stream: decoding processes (CPU); 0: the training process
-    decode: Literal["auto", "device", "workers"] = "auto"  # stream: auto is the device on CUDA
+    # stream: auto = workers; device (nvJPEG on CUDA) is opt-in, see docs/streaming.md#gpu
+    decode: Literal["auto", "device", "workers"] = "auto"
     verify: bool = False  # check every shard's sha256 before the run (else its byte size)
 
 

@@ -67,7 +67,9 @@ def batch_source(cfg: RunConfig, dataset: ImageDataset, device: torch.device) ->
     if dataset.shards is None:
         return MemoryBatches(dataset.pretrain_images.to(device), batch, dataset.info.name)
     data = cfg.data
-    on_device = data.decode == "device" or (data.decode == "auto" and device.type == "cuda")
+    # auto decodes in worker processes everywhere: nvJPEG on the device raced on an H200 (see
+    # docs/streaming.md#gpu), so it is only taken when asked for
+    on_device = data.decode == "device"
     return ShardBatches(dataset.shards, local_batch=batch // collectives.world_size(),
                         world=collectives.world_size(), device=device,
                         shuffle_buffer=data.shuffle_buffer, workers=data.workers,
