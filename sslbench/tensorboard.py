@@ -4,8 +4,8 @@ curves of any runs overlay in ``tensorboard --logdir DIR``.
 
 Each run gets its own folder, ``DIR/run<ID>-<method>-<dataset>``; a point is a metric at the
 run's global optimizer step (the step every epoch metric is stored with). Tags group what a run
-logs: ``train/`` (loss, learning rate, throughput, the method's own logs), ``knn/top1`` (the
-online monitor), ``diagnostics/`` (collapse, RankMe, alignment, uniformity, InfoNCE, entropy) and
+logs: ``train/`` (loss, learning rate, throughput, the method's own logs), ``knn/val_top1`` (the
+online monitor, on the validation split), ``diagnostics/`` (collapse, RankMe, alignment, uniformity, InfoNCE, entropy) and
 ``eval/`` (the evaluations' test top-1, at the last step).
 
 Event files are written with TensorBoard's own writer (no torch): ``pip install
@@ -26,7 +26,9 @@ from sslbench.paths import writable_folder
 
 _DIAGNOSTICS = ("collapse", "rankme", "alignment", "uniformity", "infonce", "entropy", "er_",
                 "ib_")
-_MONITOR = {"knn_top1": "knn/top1"}
+# the online kNN monitor: on the validation split (``val_knn_top1``); runs recorded before the
+# split existed scored the test split (``knn_top1``)
+_MONITOR = {"val_knn_top1": "knn/val_top1", "knn_top1": "knn/top1"}
 EVENT_GLOB = "events.out.tfevents.*"
 
 

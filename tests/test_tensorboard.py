@@ -46,12 +46,12 @@ def test_live_curves_hold_what_the_database_holds(live_run: tuple[Path, Path]) -
     stored: dict[str, list[tuple[int, float]]] = {}
     for row in run.metrics:
         stored.setdefault(row.key, []).append((row.step, row.value))
-    assert {"train/loss", "train/lr", "knn/top1", "diagnostics/rankme_backbone",
+    assert {"train/loss", "train/lr", "knn/val_top1", "diagnostics/rankme_backbone",
             "diagnostics/alignment", "eval/knn_top1"} <= set(series)
     steps = [step for step, _ in stored["loss"]]
     assert steps == [8, 16] and [s for s, _ in series["train/loss"]] == steps
     for key, points in stored.items():
-        tag = {"knn_top1": "knn/top1"}.get(key, key)
+        tag = {"val_knn_top1": "knn/val_top1"}.get(key, key)
         got = series.get(f"train/{tag}") or series.get(tag) or series[f"diagnostics/{key}"]
         assert [s for s, _ in got] == [s for s, _ in points], key
         assert [v for _, v in got] == pytest.approx([v for _, v in points], rel=1e-6), key

@@ -631,9 +631,9 @@ def test_case08_a_torn_last_record_of_the_journal_leaves_the_study_readable(
 
 def test_case24_a_benchmark_with_no_record_runs_and_keeps_nothing(
         workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "time-to-accuracy", "simclr", "--dataset", "synthetic", "--epochs", "1",
-                 "--budget", "1", "--every", "1", "--set", "model.width=8",
+    assert main(["bench", "time-to-accuracy", "simclr", "--dataset", "synthetic",
+                 "--budgets", "1s", "--set", "model.width=8", "--set", "train.plan_steps=3",
                  "--set", "train.batch_size=256", "--set", "eval.linear.epochs=1",
-                 "--no-record"]) == 0
+                 "--gpus", "0", "--no-record"]) == 0
     assert "linear top-1" in capsys.readouterr().out
     assert list(workdir.iterdir()) == []
