@@ -5,8 +5,8 @@ curves of any runs overlay in ``tensorboard --logdir DIR``.
 Each run gets its own folder, ``DIR/run<ID>-<method>-<dataset>``; a point is a metric at the
 run's global optimizer step (the step every epoch metric is stored with). Tags group what a run
 logs: ``train/`` (loss, learning rate, throughput, the method's own logs), ``knn/val_top1`` (the
-online monitor, on the validation split), ``diagnostics/`` (collapse, RankMe, alignment, uniformity, InfoNCE, entropy) and
-``eval/`` (the evaluations' test top-1, at the last step).
+online monitor, on the validation split), ``diagnostics/`` (collapse, RankMe, alignment,
+uniformity, InfoNCE, entropy) and ``eval/`` (the evaluations' test top-1, at the last step).
 
 Event files are written with TensorBoard's own writer (no torch): ``pip install
 'sslbench[tensorboard]'``.
