@@ -70,7 +70,7 @@ def test_after_a_fashion_mnist_run(tmp_path: Path, fmnist_dir: Path, repo: Path,
     for root in ("tb", "tb2"):
         reader = EventAccumulator(str(tmp_path / root / "run1-simclr-fashion-mnist"))
         reader.Reload()
-        assert {"train/loss", "train/lr", "knn/top1", "diagnostics/rankme_backbone",
+        assert {"train/loss", "train/lr", "knn/val_top1", "diagnostics/rankme_backbone",
                 "eval/knn_top1"} <= set(reader.Tags()["scalars"])
 
     # transfer: the Fashion-MNIST encoder probed on another dataset, both recorded
