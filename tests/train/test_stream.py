@@ -157,7 +157,10 @@ def test_two_gloo_ranks_read_disjoint_shards_whose_union_is_the_epoch(
 ) -> None:
     script = tmp_path / "rank.py"
     script.write_text(_RANK_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    # the child trains with the threads this process trains the reference with: the same float
+    # reductions, so the same run to the bit
+    env = {**os.environ, "PYTHONPATH": str(repo),
+           "OMP_NUM_THREADS": str(torch.get_num_threads())}
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
                     "--master-port", str(29500 + seed + os.getpid() % 500), str(script),
                     str(shards), str(tmp_path), str(seed)],
@@ -198,7 +201,10 @@ def test_kill_9_mid_epoch_on_streamed_data_then_resume_gives_the_same_run(
     reference = _run(tmp_path / "ref")
     folder = tmp_path / "cut"
     folder.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    # the child trains with the threads this process trains the reference with: the same float
+    # reductions, so the same run to the bit
+    env = {**os.environ, "PYTHONPATH": str(repo),
+           "OMP_NUM_THREADS": str(torch.get_num_threads())}
     env.pop("SSLBENCH_DB", None)
     proc = subprocess.Popen([sys.executable, "-m", "sslbench", *_cli_argv(folder, shards)],
                             cwd=folder, env=env, stdout=subprocess.DEVNULL,
