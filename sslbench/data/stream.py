@@ -172,9 +172,9 @@ def decode_batch(payloads: list[bytes], manifest: Manifest, device: torch.device
     except RuntimeError as exc:
         raise RunFailure(f"cannot decode an image of the shards: {exc}") from None
     if device.type == "cuda":
-        # nvJPEG's batched decode is not ordered with the current stream: without this wait the
-        # augmentation read images still being written (measured on an H200: non-finite loss at
-        # step 7-9 of the ImageNet-100 recipe; none with CUDA_LAUNCH_BLOCKING=1 or this wait)
+        # nvJPEG's batched decode raced with training on an H200 (non-finite losses at varying
+        # steps; none with CUDA_LAUNCH_BLOCKING=1); this wait made it rarer, not gone, which is
+        # why data.decode=auto never picks the device (docs/streaming.md#gpu)
         torch.cuda.synchronize(device)
     return images
 
