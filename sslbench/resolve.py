@@ -5,9 +5,10 @@ A config is resolved once, at the edge, from these layers (later wins):
 1. the dataclass defaults (:mod:`sslbench.config.schema`);
 2. the method's defaults (its ``MethodSpec.defaults``, e.g. BYOL's learning rate);
 3. the dataset's defaults (``DATASET_DEFAULTS``, e.g. a tiny model for ``synthetic``);
-4. ``--config FILE.yaml`` (nested mappings or dotted keys);
-5. command-line flags (``--epochs``, ``--batch-size``, ...);
-6. ``key=value`` overrides.
+4. ``--recipe NAME``: the shipped recipe file of the method (:mod:`sslbench.config.recipes`);
+5. ``--config FILE.yaml`` (nested mappings or dotted keys);
+6. command-line flags (``--epochs``, ``--batch-size``, ...);
+7. ``key=value`` overrides.
 
 Every value is coerced and range-checked by :mod:`sslbench.config.parse`; the checks that need
 the method's class (does it take multi-crop views?) are made here. Looking a method up imports
@@ -29,6 +30,7 @@ from sslbench.config import (
     load_yaml_file,
     parse_overrides,
 )
+from sslbench.config.recipes import recipe_path
 from sslbench.data.registry import DATASETS
 from sslbench.errors import ConfigError
 from sslbench.methods import get_method_spec, method_names
@@ -51,21 +53,27 @@ def resolve_config(
     config_file: str | Path | None = None,
     flags: dict[str, Any] | None = None,
     overrides: list[str] | None = None,
+    recipe: str | None = None,
 ) -> RunConfig:
     """The validated :class:`RunConfig` for ``method`` from every layer (see module doc).
 
     ``method`` None resolves the config of the supervised baseline: the data, model, training
     and evaluation sections as a pretraining run would have them, and no method section.
     """
+    spec = get_method_spec(method) if method is not None else None
+    if recipe is not None and method is None:
+        raise ConfigError(f"--recipe {recipe}: a recipe is written for one method; the "
+                          "supervised baseline takes --config instead")
+    recipe_layer = (load_yaml_file(recipe_path(recipe, method))
+                    if recipe is not None and method is not None else {})
     file_layer = load_yaml_file(config_file) if config_file is not None else {}
     flag_layer = {k: v for k, v in (flags or {}).items() if v is not None}
     override_layer = parse_overrides(overrides or [])
-    layers = (file_layer, flag_layer, override_layer)
+    layers = (recipe_layer, file_layer, flag_layer, override_layer)
     for layer in layers:
         if "method.name" in layer and str(layer["method.name"]) != method:
             raise ConfigError(f"method.name cannot be changed here ({method!r} was chosen); "
                               f"run `sslbench pretrain {layer['method.name']}` instead")
-    spec = get_method_spec(method) if method is not None else None
 
     dataset = DataConfig.dataset
     for layer in layers:

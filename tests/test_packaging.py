@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from sslbench.config.recipes import shipped_recipes_dir
 from sslbench.sweep.space import shipped_spaces_dir
 
 
@@ -12,9 +13,10 @@ def test_every_subpackage_and_the_spaces_are_listed(repo: Path) -> None:
     config = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]
     folders = {".".join(p.parent.relative_to(repo).parts)
                for p in (repo / "sslbench").rglob("__init__.py")}
-    assert set(config["packages"]) == folders | {"sslbench.sweeps"}
-    assert config["package-dir"] == {"sslbench.sweeps": "sweeps"}
+    assert set(config["packages"]) == folders | {"sslbench.sweeps", "sslbench.recipes"}
+    assert config["package-dir"] == {"sslbench.sweeps": "sweeps", "sslbench.recipes": "recipes"}
     assert shipped_spaces_dir() == repo / "sweeps"  # a source checkout reads them in place
+    assert shipped_recipes_dir() == repo / "recipes"
 
 
 @pytest.mark.slow
@@ -29,4 +31,7 @@ def test_the_wheel_holds_the_spaces(repo: Path, tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     spaces = {f"sslbench/sweeps/{p.name}" for p in (repo / "sweeps").glob("*.yaml")}
     assert spaces and spaces <= names
+    recipes = {f"sslbench/recipes/{p.parent.name}/{p.name}"
+               for p in (repo / "recipes").glob("*/*.*")}
+    assert recipes and recipes <= names
     assert "sslbench/run/pretrain.py" in names and "sslbench/distributed/launch.py" in names

@@ -37,6 +37,7 @@ def _register() -> None:
         export,
         methods,
         pretrain,
+        recipes,
         report,
         reproduce,
         runs,

@@ -10,7 +10,13 @@ from typing import Annotated
 import typer
 
 from sslbench.cli import app
-from sslbench.cli.options import ConfigOption, DataDirOption, DbOption, GpusOption
+from sslbench.cli.options import (
+    ConfigOption,
+    DataDirOption,
+    DbOption,
+    GpusOption,
+    RecipeOption,
+)
 from sslbench.errors import UserError
 
 bench_app = typer.Typer(help="Benchmarks (printed, and recorded as runs of kind 'bench').",
@@ -89,6 +95,7 @@ def bench_throughput(
         help="Peak TFLOP/s of the device, for the MFU [known GPUs: from their data sheet].")
     ] = None,
     config: ConfigOption = None,
+    recipe: RecipeOption = None,
     overrides: SetOption = None,
     data_dir: DataDirOption = None,
     gpus: GpusOption = None,
@@ -103,7 +110,8 @@ def bench_throughput(
 
     flags = {"model.backbone": backbone, "model.width": width, "train.batch_size": batch_size,
              "data.dataset": dataset, "data.data_dir": data_dir, "train.gpus": gpus}
-    cfg = resolve_config(method, config_file=config, flags=flags, overrides=overrides or [])
+    cfg = resolve_config(method, config_file=config, flags=flags, overrides=overrides or [],
+                         recipe=recipe)
     run_throughput(cfg, steps=steps, warmup=warmup, rounds=rounds, workers=workers,
                    random_data=random_data, peak_tflops=peak_tflops, db=db,
                    record=not no_record, echo=typer.echo)
@@ -118,6 +126,7 @@ def bench_time_to_accuracy(
     batch_size: Annotated[int | None, typer.Option(help="Images per step.")] = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset [fashion-mnist].")] = None,
     config: ConfigOption = None,
+    recipe: RecipeOption = None,
     overrides: SetOption = None,
     data_dir: DataDirOption = None,
     gpus: GpusOption = None,
@@ -135,7 +144,8 @@ def bench_time_to_accuracy(
         raise UserError("--budgets: give at least one duration, e.g. --budgets 2m,5m")
     flags = {"train.batch_size": batch_size, "data.dataset": dataset, "data.data_dir": data_dir,
              "train.gpus": gpus}
-    cfg = resolve_config(method, config_file=config, flags=flags, overrides=overrides or [])
+    cfg = resolve_config(method, config_file=config, flags=flags, overrides=overrides or [],
+                         recipe=recipe)
     run_time_to_accuracy(cfg, budgets_s=budgets_s, db=db, record=not no_record,
                          echo=typer.echo)
 

@@ -17,6 +17,9 @@ Overrides = Annotated[list[str] | None, typer.Argument(
     help="Config overrides as dotted key=value, e.g. optimizer.lr=2e-3 method.ema_decay=0.996",
     show_default=False)]
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
+RecipeOption = Annotated[str | None, typer.Option(
+    metavar="NAME", help="A shipped recipe for the method (cifar10, imagenet100...; "
+    "`sslbench recipes` lists them), applied under --config, flags and overrides.")]
 DataDirOption = Annotated[str | None, typer.Option(
     help="Root holding one folder per dataset [env SSLBENCH_DATA].")]
 DatasetOption = Annotated[str | None, typer.Option(help="Dataset [default fashion-mnist].")]

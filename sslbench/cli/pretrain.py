@@ -16,6 +16,7 @@ from sslbench.cli.options import (
     GpusOption,
     Overrides,
     QuietOption,
+    RecipeOption,
     RunIdArg,
     run_id_argument,
 )
@@ -28,6 +29,7 @@ def pretrain_command(
     method: Annotated[str, typer.Argument(help="Method to pretrain (see `sslbench methods`).")],
     overrides: Overrides = None,
     config: ConfigOption = None,
+    recipe: RecipeOption = None,
     dataset: DatasetOption = None,
     data_dir: DataDirOption = None,
     epochs: Annotated[int | None, typer.Option(help="Pretraining epochs.")] = None,
@@ -84,7 +86,8 @@ def pretrain_command(
         "eval.diagnostics.stop_on_collapse": True if stop_on_collapse else None,
         "train.tensorboard": tensorboard,
     }
-    cfg = resolve_config(method, config_file=config, flags=flags, overrides=overrides or [])
+    cfg = resolve_config(method, config_file=config, flags=flags, overrides=overrides or [],
+                         recipe=recipe)
     group = [cfg.train.seed] if seeds is None else parse_seeds(seeds, cfg.train.seed)
     if dry_run:
         typer.echo(to_yaml(cfg), nl=False)

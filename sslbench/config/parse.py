@@ -21,6 +21,7 @@ from sslbench.config.schema import (
     EVAL_PROTOCOLS,
     KDE_BANDWIDTH_RULES,
     LAYER_PATTERN,
+    RECIPE_KEY,
     AugmentConfig,
     RunConfig,
 )
@@ -89,12 +90,14 @@ def read_yaml(path: str | Path, what: str, hint: str = "") -> Any:
 
 
 def load_yaml_file(path: str | Path) -> dict[str, Any]:
-    """Read a config file (YAML mapping, nested or dotted keys)."""
+    """Read a config file (YAML mapping, nested or dotted keys). A recipe's ``recipe:`` block is
+    metadata (:mod:`sslbench.config.recipes`) and is left out."""
     data = read_yaml(path, "config file")
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys to values")
+    data.pop(RECIPE_KEY, None)
     return flatten(data)
 
 

@@ -248,6 +248,7 @@ class EvalConfig:
 
 EVAL_PROTOCOLS = ("linear", "knn", "semi:SPEC")  # SPEC: 1 (%), 10%, 0.05 or 10/class
 LAYER_PATTERN = re.compile(r"^(backbone|projector|stage[1-9][0-9]*)$")
+RECIPE_KEY = "recipe"  # a recipe file's metadata block, not config (sslbench.config.recipes)
 
 
 @dataclass
