@@ -133,10 +133,12 @@ def format_throughput(s: dict[str, float], dataset: str) -> str:
 
 
 def run_time_to_accuracy(cfg: RunConfig, *, budgets_s: list[float], db: str | None,
-                         record: bool = True, echo: Echo = print) -> list[dict[str, float]]:
+                         record: bool = True, echo: Echo = print,
+                         with_baselines: bool = True) -> list[dict[str, float]]:
     """Pretrain ``cfg`` once per budget and probe each (see
-    :mod:`sslbench.bench.time_to_accuracy`); returns the curve."""
-    from sslbench.bench.time_to_accuracy import BudgetPoint, time_to_accuracy
+    :mod:`sslbench.bench.time_to_accuracy`), after the random-init and raw-pixel baselines
+    (``with_baselines``); returns the curve."""
+    from sslbench.bench.time_to_accuracy import BudgetPoint, baselines, time_to_accuracy
     from sslbench.config.budget import format_seconds
     from sslbench.data import load_run_dataset
     from sslbench.run.lifecycle import recording
@@ -158,6 +160,12 @@ def run_time_to_accuracy(cfg: RunConfig, *, budgets_s: list[float], db: str | No
                                        "budget_s": point.budget_s}, step=point.steps)
 
         with recording(store, run_id):
+            base = baselines(cfg, dataset, device) if with_baselines else {}
+            for name, top1 in base.items():
+                echo(f"  {name + ' (no training)':>26}: linear top-1 {100 * top1:.2f} %")
+            if base:
+                store.update_summary(run_id, **{f"{k.replace(' ', '_')}_top1": v
+                                                for k, v in base.items()})
             curve = time_to_accuracy(cfg, dataset, device, budgets_s=budgets_s, on_point=log)
             store.update_summary(run_id, final_top1=curve[-1].top1,
                                  final_budget_s=curve[-1].budget_s,

@@ -7,6 +7,10 @@ the train split → test split, the number this benchmark reports). The curve is
 does at each budget — not one long schedule probed along the way, whose learning rate has not
 annealed at the early points. Probing is outside the budget; the points cost the sum of the
 budgets.
+
+Beside the curve, :func:`baselines` probes what needs no pretraining at all, with the same probe:
+the encoder at its random initialisation (read at the same ``eval.linear.layer``) and the raw
+pixels. A recipe is worth its budget by how far its curve climbs above those two.
 """
 
 from __future__ import annotations
@@ -48,6 +52,20 @@ def linear_top1(method: nn.Module, cfg: RunConfig, dataset: ImageDataset,
     result = linear_probe(train_x, dataset.train_labels, test_x, dataset.test_labels,
                           info.num_classes, cfg.eval.linear, seed=cfg.train.seed, device=device)
     return result["top1"]
+
+
+def baselines(cfg: RunConfig, dataset: ImageDataset, device: torch.device) -> dict[str, float]:
+    """Linear top-1 of the recipe's probe on what takes no pretraining: ``random init`` (the
+    method's encoder as built with the recipe's seed, at ``eval.linear.layer``) and ``raw
+    pixels`` (the standardised pixels, flattened)."""
+    seed_everything(cfg.train.seed)
+    untrained = build_method(cfg, dataset.info.channels)
+    pixels = nn.Module()
+    pixels.backbone = nn.Flatten()  # a "method" whose backbone output is the image itself
+    raw_cfg = dataclasses.replace(cfg, eval=dataclasses.replace(
+        cfg.eval, linear=dataclasses.replace(cfg.eval.linear, layer="backbone")))
+    return {"random init": linear_top1(untrained, cfg, dataset, device),
+            "raw pixels": linear_top1(pixels, raw_cfg, dataset, device)}
 
 
 def with_budget(cfg: RunConfig, budget_s: float) -> RunConfig:

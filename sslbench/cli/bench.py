@@ -130,11 +130,15 @@ def bench_time_to_accuracy(
     overrides: SetOption = None,
     data_dir: DataDirOption = None,
     gpus: GpusOption = None,
+    baselines: Annotated[bool, typer.Option(
+        "--baselines/--no-baselines",
+        help="Probe the untrained encoder and the raw pixels first, with the same probe.")] = True,
     db: DbOption = None,
     no_record: NoRecord = False,
 ) -> None:
-    """Pretrain a recipe (METHOD, --config, --set) at each budget and print the linear-probe
-    accuracy each reaches: the time-to-accuracy curve."""
+    """Pretrain a recipe (METHOD, --recipe, --config, --set) at each budget and print the
+    linear-probe accuracy each reaches: the time-to-accuracy curve, beside the random-init and
+    raw-pixel baselines."""
     from sslbench.bench.record import run_time_to_accuracy
     from sslbench.config.budget import parse_duration
     from sslbench.resolve import resolve_config
@@ -147,7 +151,7 @@ def bench_time_to_accuracy(
     cfg = resolve_config(method, config_file=config, flags=flags, overrides=overrides or [],
                          recipe=recipe)
     run_time_to_accuracy(cfg, budgets_s=budgets_s, db=db, record=not no_record,
-                         echo=typer.echo)
+                         echo=typer.echo, with_baselines=baselines)
 
 
 @bench_app.command("startup")

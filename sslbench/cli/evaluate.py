@@ -38,7 +38,8 @@ def knn_command(
     temperature: Annotated[float | None, typer.Option(
         help="Temperature T of the vote weights exp(s/T) [0.1].")] = None,
     layer: Annotated[str | None, typer.Option(
-        help="Features of: backbone (default), stageN (an earlier stage) or projector.")] = None,
+        help="Features of: backbone (default), stageN (an earlier stage) or projector; "
+             "a :gridK suffix reads a K×K pool of the last map (backbone:grid3).")] = None,
     eval_dataset: EvalDatasetOption = None,
     data_dir: DataDirOption = None,
     gpus: GpusOption = None,

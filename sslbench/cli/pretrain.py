@@ -151,7 +151,8 @@ def linear_eval_command(
         "--augment/--no-augment", help="Train on features of augmented images (crop + flip), "
                                        "recomputed every step [off].")] = None,
     layer: Annotated[str | None, typer.Option(
-        help="Features of: backbone (default), stageN (an earlier stage) or projector.")] = None,
+        help="Features of: backbone (default), stageN (an earlier stage) or projector; "
+             "a :gridK suffix reads a K×K pool of the last map (backbone:grid3).")] = None,
     eval_dataset: EvalDatasetOption = None,
     data_dir: DataDirOption = None,
     gpus: GpusOption = None,

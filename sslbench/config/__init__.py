@@ -19,6 +19,7 @@ from sslbench.config.schema import (
     DATASET_DEFAULTS,
     EVAL_PROTOCOLS,
     KDE_BANDWIDTH_RULES,
+    LAYER_HELP,
     LAYER_PATTERN,
     AugmentConfig,
     DataConfig,
@@ -35,12 +36,14 @@ from sslbench.config.schema import (
     ViewAugmentConfig,
     ViewOverrides,
     bounded,
+    parse_layer,
 )
 
 __all__ = [
     "DATASET_DEFAULTS",
     "EVAL_PROTOCOLS",
     "KDE_BANDWIDTH_RULES",
+    "LAYER_HELP",
     "LAYER_PATTERN",
     "AugmentConfig",
     "DataConfig",
@@ -65,6 +68,7 @@ __all__ = [
     "flatten",
     "load_yaml_file",
     "parse_label_spec",
+    "parse_layer",
     "parse_overrides",
     "parse_semi_spec",
     "to_yaml",

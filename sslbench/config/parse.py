@@ -20,6 +20,7 @@ from sslbench.config.labels import parse_semi_spec
 from sslbench.config.schema import (
     EVAL_PROTOCOLS,
     KDE_BANDWIDTH_RULES,
+    LAYER_HELP,
     LAYER_PATTERN,
     RECIPE_KEY,
     AugmentConfig,
@@ -242,9 +243,9 @@ def cross_checks(cfg: RunConfig) -> None:
         check_protocol(protocol)
     for key, layer in (("eval.linear.layer", cfg.eval.linear.layer),
                        ("eval.knn.layer", cfg.eval.knn.layer)):
-        if not LAYER_PATTERN.match(layer):
-            raise ConfigError(f"{key}={layer!r}: unknown layer; choose backbone, projector or "
-                              "stageN (N = 1 for the first stage of the backbone)")
+        if not LAYER_PATTERN.match(layer) or layer.startswith("projector:grid"):
+            raise ConfigError(f"{key}={layer!r}: unknown layer; choose {LAYER_HELP} (the "
+                              "projector's output has no grid)")
     check_bandwidth("eval.diagnostics.kde_bandwidth", cfg.eval.diagnostics.kde_bandwidth)
     budgets = [f"train.{k}" for k in BUDGET_KEYS if getattr(cfg.train, k) is not None]
     if len(budgets) > 1:

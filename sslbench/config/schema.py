@@ -247,7 +247,20 @@ class EvalConfig:
 
 
 EVAL_PROTOCOLS = ("linear", "knn", "semi:SPEC")  # SPEC: 1 (%), 10%, 0.05 or 10/class
-LAYER_PATTERN = re.compile(r"^(backbone|projector|stage[1-9][0-9]*)$")
+# A probed layer, optionally with its spatial readout: backbone, stageN or projector, then
+# ":gap" (the global average pool, the default) or ":gridK" (the K×K average pool of the last
+# feature map, flattened; K ≤ 8): sslbench.eval.layers.
+LAYER_PATTERN = re.compile(r"^(backbone|projector|stage[1-9][0-9]*)(:(gap|grid[1-8]))?$")
+LAYER_HELP = ("backbone, stageN (N = 1 for the first stage of the backbone) or projector, "
+              "optionally :gridK (backbone:grid3, the 3×3 average pool of the last feature map "
+              "instead of the global one; K ≤ 8)")
+
+
+def parse_layer(layer: str) -> tuple[str, int]:
+    """(base layer, grid side) of a valid ``layer``: ``"stage2:grid3"`` → ``("stage2", 3)``,
+    ``"backbone"`` and ``"backbone:gap"`` → ``("backbone", 1)``."""
+    base, _, pool = layer.partition(":")
+    return base, int(pool.removeprefix("grid")) if pool.startswith("grid") else 1
 RECIPE_KEY = "recipe"  # a recipe file's metadata block, not config (sslbench.config.recipes)
 
 

@@ -164,6 +164,32 @@ def test_time_to_accuracy_runs_a_complete_schedule_per_budget(
     assert totals == [[inf, inf, 5, 5, 5], [inf, inf, 8, 8, 8, 8, 8, 8]]
 
 
+def test_the_baselines_probe_the_untrained_encoder_and_the_pixels() -> None:
+    """The random-init baseline is the recipe's probe on the encoder as built with its seed, at
+    its layer (a grid readout included); the raw-pixel one the same probe on the flattened,
+    standardised images."""
+    from sslbench.bench.time_to_accuracy import baselines, linear_top1
+    from sslbench.eval.features import extract_features
+    from sslbench.eval.linear import linear_probe
+    from sslbench.methods import build_method
+    from sslbench.train.device import seed_everything
+
+    cfg = tiny_cfg("simclr", "eval.linear.epochs=3", "eval.linear.layer=backbone:grid2")
+    dataset = load_dataset("synthetic")
+    cpu = torch.device("cpu")
+    got = baselines(cfg, dataset, cpu)
+    seed_everything(cfg.train.seed)
+    assert got["random init"] == linear_top1(build_method(cfg, dataset.info.channels), cfg,
+                                             dataset, cpu)
+    info = dataset.info
+    train_x, test_x = (extract_features(torch.nn.Flatten(), x, info.mean, info.std, cpu)
+                       for x in (dataset.train_images, dataset.test_images))
+    assert train_x.shape[1] == info.channels * info.image_size ** 2
+    pixels = linear_probe(train_x, dataset.train_labels, test_x, dataset.test_labels,
+                          info.num_classes, cfg.eval.linear, seed=cfg.train.seed, device=cpu)
+    assert got["raw pixels"] == pixels["top1"]
+
+
 @pytest.fixture
 def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("SSLBENCH_DB", raising=False)
@@ -212,6 +238,7 @@ def test_time_to_accuracy_and_startup_are_recorded(db: Path) -> None:
         tta, startup = store.get_run(1), store.get_run(2)
     assert tta.kind == startup.kind == "bench" and tta.status == "COMPLETED"
     assert {m.key for m in tta.metrics} == {"linear_top1", "train_s", "budget_s"}
+    assert 0 < tta.summary["random_init_top1"] <= 1 and 0 < tta.summary["raw_pixels_top1"] <= 1
     assert [m.value for m in tta.metrics if m.key == "budget_s"] == [1.0, 2.0]
     assert 0 <= tta.summary["final_top1"] <= 1 and tta.summary["final_budget_s"] == 2.0
     assert startup.summary["help_s"] > 0 and len(startup.metrics) == 1

@@ -177,6 +177,8 @@ BAD_INPUT = [
      "smallest class"),
     (["pretrain", "simclr", "--dataset", "synthetic", "eval.knn.layer=stage5"], "stage5"),
     (["pretrain", "simclr", "--dataset", "synthetic", "eval.linear.layer=fc"], "fc"),
+    (["pretrain", "simclr", "--dataset", "synthetic", "eval.knn.layer=projector:grid3"], "grid"),
+    (["knn", "1", "--layer", "backbone:grid0"], "unknown layer"),
 ]
 
 

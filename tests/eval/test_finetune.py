@@ -83,20 +83,40 @@ def _simclr(width: int = 8) -> nn.Module:
 
 
 @pytest.mark.parametrize(("layer", "dim"), [("backbone", 32), ("stage1", 8), ("stage2", 16),
-                                            ("stage3", 32), ("projector", 5)])
+                                            ("stage3", 32), ("projector", 5),
+                                            ("backbone:gap", 32), ("backbone:grid2", 32 * 4),
+                                            ("backbone:grid3", 32 * 9), ("stage2:grid3", 16 * 9)])
 def test_layers_read_the_named_output(layer: str, dim: int) -> None:
     method = _simclr()
     x = torch.randn(4, 1, 28, 28)
     out = feature_module(method, layer)(x)
     assert out.shape == (4, dim)
-    if layer == "stage3":  # the last stage, pooled, is the backbone output
+    if layer in ("stage3", "backbone:gap"):  # the last stage, pooled, is the backbone output
         assert torch.allclose(out, method.backbone(x))
     if layer == "projector":
         assert torch.allclose(out, method.projector(method.backbone(x)))
 
 
+def test_a_grid_readout_is_the_mean_of_each_cell_of_the_last_map() -> None:
+    method = _simclr()
+    x = torch.randn(3, 1, 24, 24)  # a 6×6 last map: 2×2 cells of 3×3 positions each
+    fmap = method.backbone.stages(x)
+    assert fmap.shape[-2:] == (6, 6)
+    out = feature_module(method, "backbone:grid2")(x).view(3, fmap.shape[1], 2, 2)
+    for i in range(2):
+        for j in range(2):
+            cell = fmap[:, :, 3 * i:3 * i + 3, 3 * j:3 * j + 3].mean(dim=(2, 3))
+            assert torch.allclose(out[:, :, i, j], cell, atol=1e-6)
+    # equal cells: their mean is the global average, the backbone's own output
+    assert torch.allclose(out.mean(dim=(2, 3)), method.backbone(x), atol=1e-6)
+
+
 @pytest.mark.parametrize(("layer", "needle"), [("stage4", "3 stages"), ("head", "unknown layer"),
-                                               ("stage0", "unknown layer")])
+                                               ("stage0", "unknown layer"),
+                                               ("stage4:grid2", "3 stages"),
+                                               ("projector:grid2", "no grid"),
+                                               ("backbone:grid9", "unknown layer"),
+                                               ("backbone:max", "unknown layer")])
 def test_unknown_layers_are_user_errors(layer: str, needle: str) -> None:
     with pytest.raises(UserError, match=needle):
         feature_module(_simclr(), layer)
