@@ -33,6 +33,9 @@ def sweep_command(
              "beside the results DB).")] = None,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Fix a parameter: key=value (repeatable).")] = None,
+    recipe: Annotated[str | None, typer.Option(
+        metavar="NAME", help="Every trial starts from this shipped recipe of the method "
+                             "(`sslbench recipes`), under the space's fixed keys.")] = None,
     budget: Annotated[str | None, typer.Option(
         help="Every trial trains this long (10m, 90s), its schedules planned to end there "
              "(the same as --set train.budget_s=SECONDS).")] = None,
@@ -62,12 +65,13 @@ def sweep_command(
         from sslbench.config.budget import parse_duration
 
         fixed.append(f"train.budget_s={parse_duration(budget)}")
-    _run(target, space, trials, workers, study, storage, fixed, data_dir, db, quiet, confirm)
+    _run(target, space, trials, workers, study, storage, fixed, data_dir, db, quiet, confirm,
+         recipe)
 
 
 def _run(method: str, space_file: Path | None, trials: int | None, workers: int,
          study: str | None, storage: str | None, fixed: list[str], data_dir: str | None,
-         db: str | None, quiet: bool, confirm: int) -> None:
+         db: str | None, quiet: bool, confirm: int, recipe: str | None) -> None:
     import dataclasses
 
     import yaml
@@ -75,19 +79,34 @@ def _run(method: str, space_file: Path | None, trials: int | None, workers: int,
     from sslbench.config import parse_overrides
     from sslbench.methods import get_method_spec
     from sslbench.sweep.space import load_space, space_for
-    from sslbench.sweep.worker import SweepJob, check_job, enqueue_baseline, run_sweep
+    from sslbench.sweep.worker import (
+        SweepJob,
+        check_job,
+        enqueue_baseline,
+        run_sweep,
+        trial_config,
+    )
 
     get_method_spec(method)
     space = load_space(space_file) if space_file else space_for(method)
     if space.method != method:
         raise UserError(f"search space {space.source} is for {space.method!r}, not {method!r}")
+    if recipe is not None:
+        # The recipe is chosen over the space: a key it sets is no longer fixed by the space
+        # (the shipped spaces fix Fashion-MNIST and 2 epochs); --set still fixes anything.
+        from sslbench.config import load_yaml_file
+        from sslbench.config.recipes import recipe_path
+
+        keys = load_yaml_file(recipe_path(recipe, method))
+        space = dataclasses.replace(space, recipe=recipe, fixed={
+            k: v for k, v in space.fixed.items() if k not in keys})
     if fixed:
         space = space.with_fixed({k: yaml.safe_load(v) for k, v in
                                   parse_overrides(fixed).items()})
     if trials is not None:
         space = dataclasses.replace(space, trials=trials)
     overrides = (f"data.data_dir={data_dir}",) if data_dir else ()
-    dataset = space.fixed.get("data.dataset", "fashion-mnist")
+    dataset = trial_config(space, {}, overrides).data.dataset  # what the trials train on
     job = SweepJob(study or f"{method}-{dataset}", space, db, storage, overrides, quiet)
     check_job(job)  # every bound of the space builds a valid config, before anything starts
 

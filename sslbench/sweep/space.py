@@ -19,6 +19,7 @@ A space file names the method, the objective and the parameters to search::
       method.queue_size: {type: int, low: 1024, high: 8192, step: 1024,
                           when: {method.use_queue: true}}   # conditional parameter
     baseline: true            # trial 0 = the method's defaults (default true)
+    recipe: fashion-mnist-15m # optional: every trial starts from this shipped recipe
 
 Every parameter is a dotted config key of the method; its values are validated by building a
 trial config (so a space cannot propose a value the config would reject). No torch, no optuna
@@ -71,6 +72,7 @@ class SearchSpace:
     seed: int = 0
     source: str = "<inline>"
     baseline: bool = True  # trial 0 runs the method's defaults, the point the search must beat
+    recipe: str | None = None  # a shipped recipe every trial starts from (sslbench.config.recipes)
 
     def with_fixed(self, values: dict[str, Any]) -> SearchSpace:
         """``--set key=value``: fix these keys (and stop searching them)."""
@@ -128,13 +130,17 @@ def parse_space(raw: Any, source: str = "<inline>") -> SearchSpace:
 
     if not isinstance(raw, dict):
         raise bad("must be a mapping with method, objective, params")
-    allowed = ("method", "objective", "trials", "params", "fixed", "pruner", "seed", "baseline")
+    allowed = ("method", "objective", "trials", "params", "fixed", "pruner", "seed", "baseline",
+               "recipe")
     unknown = set(raw) - set(allowed)
     if unknown:
         raise bad(f"unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(allowed)}")
     baseline = raw.get("baseline", True)
     if not isinstance(baseline, bool):
         raise bad(f"baseline must be true or false, not {baseline!r}")
+    recipe = raw.get("recipe")
+    if recipe is not None and not isinstance(recipe, str):
+        raise bad(f"recipe must name a shipped recipe (`sslbench recipes`), not {recipe!r}")
     method = raw.get("method")
     if not isinstance(method, str):
         raise bad("'method' must name a method, e.g. method: byol")
@@ -161,7 +167,7 @@ def parse_space(raw: Any, source: str = "<inline>") -> SearchSpace:
             if cond not in fixed and cond not in {q.key for q in params}:
                 raise bad(f"{p.key}: condition on {cond!r}, which is neither fixed nor searched")
     return SearchSpace(method, objective, trials, params, dict(fixed), _pruner(raw, bad),
-                       seed, source, baseline)
+                       seed, source, baseline, recipe)
 
 
 def _param(key: str, spec: Any, bad: Any) -> Param:

@@ -39,20 +39,22 @@ def trial_config(space: SearchSpace, params: dict[str, Any], overrides: tuple[st
     from sslbench.resolve import resolve_config
 
     values = {**space.fixed, **params, "eval.protocols": [space.objective], "eval.split": "val"}
-    return resolve_config(space.method, flags=values, overrides=list(overrides))
+    return resolve_config(space.method, flags=values, overrides=list(overrides),
+                          recipe=space.recipe)
 
 
 def baseline_params(space: SearchSpace, overrides: tuple[str, ...] = ()
                     ) -> tuple[dict[str, Any] | None, str]:
-    """The searched keys at the method's default values, or None and the reason when a default
-    lies outside the space (then there is no baseline trial to run)."""
+    """The searched keys at the method's default values (the recipe's, when the space starts from
+    one), or None and the reason when a default lies outside the space (then there is no
+    baseline trial to run)."""
     from sslbench.config import flatten
     from sslbench.resolve import resolve_config
     from sslbench.sweep.space import active
 
     values = {**space.fixed}
     defaults = flatten(resolve_config(space.method, flags=dict(space.fixed),
-                                      overrides=list(overrides)).to_dict())
+                                      overrides=list(overrides), recipe=space.recipe).to_dict())
     params: dict[str, Any] = {}
     for p in space.params:
         if not active(p, values):
