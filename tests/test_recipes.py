@@ -1,28 +1,119 @@
-"""The ImageNet recipes (recipes/): every one resolves to a valid config, ImageNet-100's class
-list is CMC's 100 classes, and the ImageNet-100 recipe runs end to end on a fabricated image
-folder with those class folders (prepared with the list, streamed, evaluated)."""
+"""The shipped recipes (recipes/NAME/METHOD.yaml): every one resolves by name to a valid config
+and states its source, budget and expected top-1; `sslbench recipes` lists them; a bad name or a
+recipe block without a number is a one-line error; ImageNet-100's class list is CMC's 100 classes,
+and the ImageNet-100 recipe runs end to end on a fabricated image folder with those class folders
+(prepared with the list, streamed, evaluated)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from sslbench.cli import main
+from sslbench.config import load_yaml_file
+from sslbench.config.recipes import read_recipe_info, shipped_recipes
 from sslbench.data.imagefolder import read_class_list
+from sslbench.errors import ConfigError
 from sslbench.resolve import resolve_config
 from sslbench.store import Store
 
 RECIPES = Path(__file__).parents[1] / "recipes"
+SHIPPED = sorted(RECIPES.glob("*/*.yaml"))
+CIFAR_METHODS = {"simclr", "byol", "mocov3", "barlow", "vicreg", "swav", "simsiam"}
 
 
-@pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*/*.yaml")), ids=lambda p: p.stem
-                         + "-" + p.parent.name)
-def test_a_recipe_resolves(recipe: Path) -> None:
-    cfg = resolve_config(recipe.stem, config_file=recipe, flags={}, overrides=[])
-    assert (cfg.data.image_size, cfg.augment.crop_size, cfg.optimizer.name) == (256, 224, "lars")
-    assert cfg.model.backbone == ("resnet18" if recipe.parent.name == "imagenet100"
-                                  else "resnet50")
+@pytest.mark.parametrize("recipe", SHIPPED, ids=lambda p: f"{p.parent.name}-{p.stem}")
+def test_a_shipped_recipe_resolves_and_states_its_target(recipe: Path) -> None:
+    name, method = recipe.parent.name, recipe.stem
+    cfg = resolve_config(method, recipe=name)
+    info = read_recipe_info(recipe)
+    assert (info.name, info.method) == (name, method)
+    assert info.summary and info.source and info.budget and info.expected_source
+    assert set(info.expected) <= {"linear", "knn"} and "linear" in info.expected
+    if name.startswith("cifar"):
+        assert cfg.data.dataset == name in ("cifar10", "cifar100")
+        assert (cfg.model.backbone, cfg.model.stem) == ("resnet18", "cifar")
+        assert (cfg.train.epochs, cfg.train.batch_size) == (1000, 256)
+        assert "solo-learn" in info.source and "solo-learn README" in info.expected_source
+    else:
+        assert name in ("imagenet100", "imagenet1k")
+        assert (cfg.data.image_size, cfg.augment.crop_size) == (256, 224)
+        assert cfg.optimizer.name == "lars"
+        assert cfg.model.backbone == ("resnet18" if name == "imagenet100" else "resnet50")
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_the_cifar_recipes_cover_the_seven_methods(name: str) -> None:
+    assert {p.stem for p in (RECIPES / name).glob("*.yaml")} == CIFAR_METHODS
+
+
+@pytest.mark.parametrize("method", sorted(CIFAR_METHODS))
+def test_cifar100s_recipe_is_cifar10s_on_the_other_dataset(method: str) -> None:
+    ten, hundred = (load_yaml_file(RECIPES / n / f"{method}.yaml") for n in ("cifar10", "cifar100"))
+    assert (ten.pop("data.dataset"), hundred.pop("data.dataset")) == ("cifar10", "cifar100")
+    assert ten == hundred
+
+
+def test_the_asymmetric_recipes_solarise_the_second_view_only() -> None:
+    for method in ("byol", "mocov3", "barlow"):
+        cfg = resolve_config(method, recipe="cifar10")
+        assert (cfg.augment.view(1).solarize_prob, cfg.augment.view(2).solarize_prob) == (0.0, 0.2)
+    swav = resolve_config("swav", recipe="cifar100").method
+    assert (swav.queue_size, swav.queue_start_step, swav.freeze_prototypes_steps) == (3840, 9750,
+                                                                                      390)
+
+
+def test_config_of_a_recipe_file_is_the_recipe() -> None:
+    """--config reads a recipe file too: its recipe: block is metadata, dropped."""
+    path = RECIPES / "cifar10" / "byol.yaml"
+    assert "recipe" not in {k.split(".")[0] for k in load_yaml_file(path)}
+    by_file = resolve_config("byol", config_file=path, flags={}, overrides=[])
+    assert by_file.to_dict() == resolve_config("byol", recipe="cifar10").to_dict()
+
+
+def test_recipes_lists_every_shipped_file(capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    assert main(["recipes", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert sorted((r["recipe"], r["method"]) for r in rows) == [(p.parent.name, p.stem)
+                                                                 for p in SHIPPED]
+    assert {(r["recipe"], r["method"]) for r in rows} == {(i.name, i.method)
+                                                          for i in shipped_recipes()}
+    byol = next(r for r in rows if (r["recipe"], r["method"]) == ("cifar10", "byol"))
+    assert (byol["dataset"], byol["backbone"], byol["expected"]) == ("cifar10", "resnet18",
+                                                                     {"linear": 92.58})
+    monkeypatch.setenv("COLUMNS", "250")
+    assert main(["recipes"]) == 0
+    table = capsys.readouterr().out
+    assert all(name in table for name in ("cifar10", "cifar100", "imagenet100", "imagenet1k"))
+    assert main(["recipes", "cifar100", "--method", "swav", "--json"]) == 0
+    assert [(r["recipe"], r["method"]) for r in json.loads(capsys.readouterr().out)] == [
+        ("cifar100", "swav")]
+
+
+@pytest.mark.parametrize("argv", [["recipes", "nope"],
+                                  ["pretrain", "simclr", "--recipe", "nope", "--dry-run"]])
+def test_an_unknown_recipe_is_a_one_line_error(argv: list[str], workdir: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: unknown recipe 'nope'")
+    assert "cifar10" in err[0]
+
+
+def test_a_recipe_block_without_expected_is_refused(tmp_path: Path) -> None:
+    text = (RECIPES / "cifar10" / "byol.yaml").read_text()
+    lines = [line for line in text.splitlines() if not line.startswith("  expected: ")]
+    path = tmp_path / "mine" / "byol.yaml"
+    path.parent.mkdir()
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=r"lacks expected$") as caught:
+        read_recipe_info(path)
+    assert "\n" not in str(caught.value)
+    # the rest of the file is still a valid --config
+    assert resolve_config("byol", config_file=path).data.dataset == "cifar10"
 
 
 def test_imagenet100_is_cmcs_hundred_classes() -> None:
