@@ -44,15 +44,25 @@ def recipes_command(
         typer.echo(json.dumps(rows, indent=2))
         return
 
+    if len(rows) == 1:  # one recipe: every field, sources included
+        row = rows[0]
+        for key in ("recipe", "method", "summary", "dataset", "backbone", "budget"):
+            typer.echo(f"{key + ':':<17}{row[key]}")
+        typer.echo(f"{'expected:':<17}" + ", ".join(
+            f"{k} top-1 {v:g} %" for k, v in row["expected"].items()))
+        for key in ("expected_source", "source", "path"):
+            typer.echo(f"{key + ':':<17}{row[key]}")
+        return
+
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="recipes (sslbench pretrain METHOD --recipe NAME)")
-    for column in ("recipe", "method", "dataset", "backbone", "budget", "expected top-1 %"):
-        table.add_column(column, no_wrap=column in ("recipe", "method"))
-    table.add_column("settings from / number from", ratio=1)
+    table = Table(title="recipes (sslbench pretrain METHOD --recipe NAME; "
+                        "sslbench recipes NAME --method METHOD: its sources)")
+    for column in ("recipe", "method", "dataset", "backbone", "expected top-1 %", "budget"):
+        table.add_column(column, no_wrap=column != "budget")
     for row in rows:
         expected = ", ".join(f"{k} {v:g}" for k, v in row["expected"].items())
-        table.add_row(row["recipe"], row["method"], row["dataset"], row["backbone"],
-                      row["budget"], expected, f"{row['source']}\n{row['expected_source']}")
+        table.add_row(row["recipe"], row["method"], row["dataset"], row["backbone"], expected,
+                      row["budget"])
     Console().print(table)
