@@ -49,9 +49,10 @@ class Method(nn.Module, abc.ABC):
 
     def make_projector(self, model: ModelConfig, **options: Any) -> MLP:
         """The projection head on the backbone, sized by ``model.projector_*``; ``options`` shape
-        its last layer as the method's paper does (see :class:`~sslbench.models.heads.MLP`)."""
+        its last layer as the method's paper does (see :class:`~sslbench.models.heads.MLP`);
+        ``model.projector_bn`` says whether its hidden layers have a BatchNorm."""
         return MLP(self.backbone.out_dim, model.projector_hidden_dim, model.projector_dim,
-                   model.projector_layers, **options)
+                   model.projector_layers, hidden_bn=model.projector_bn, **options)
 
     @abc.abstractmethod
     def training_step(self, views: list[torch.Tensor]) -> StepOutput:

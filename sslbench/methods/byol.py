@@ -36,6 +36,8 @@ class BYOLConfig:
     # Collapse ablations: no predictor (Table 5b), the predictor's lr relative to the rest.
     use_predictor: bool = True
     predictor_lr_mult: float = bounded(1.0, lo=0.0)
+    # the predictor's lr not scheduled, as SimSiam's §4.3 (not in BYOL's paper; an ablation)
+    predictor_fixed_lr: bool = False
 
 
 def byol_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -67,7 +69,8 @@ class BYOL(Method):
         return target_pairs(self)
 
     def param_groups(self) -> list[dict[str, Any]]:
-        return predictor_param_groups(self, self.cfg.predictor_lr_mult)
+        return predictor_param_groups(self, self.cfg.predictor_lr_mult,
+                                      self.cfg.predictor_fixed_lr)
 
 
 SPEC = MethodSpec(
