@@ -140,6 +140,11 @@ class ModelConfig:
     # a BatchNorm1d after each hidden Linear of the projector; false: Linear → ReLU, as
     # solo-learn's SimCLR projector (and SimCLR's paper, §2: g(h) = W2 σ(W1 h))
     projector_bn: bool = True
+    # how the views go through the network (sslbench.methods.base.Method.forward_views): joint,
+    # the global views concatenated into one pass (SimCLR's TF code: BatchNorm statistics over
+    # all of them), or separate, one pass per view (solo-learn, BYOL's JAX code: statistics per
+    # view); None: the method's own (separate for Barlow Twins and VICReg, joint for the others)
+    forward_views: Literal["joint", "separate"] | None = None
 
 
 @dataclass

@@ -9,6 +9,7 @@ the online ones; the target receives no gradient (stop-gradient). Loss: eq. 2, s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -58,9 +59,9 @@ class BYOL(Method):
         add_momentum_target(self)
 
     def training_step(self, views: list[torch.Tensor]) -> StepOutput:
-        both = torch.cat(views)
-        p1, p2 = self.predictor(self.projector(self.backbone(both))).chunk(2)
-        t1, t2 = target_forward(self, both).chunk(2)
+        p1, p2 = self.forward_views(lambda x: self.predictor(self.projector(self.backbone(x))),
+                                    views)
+        t1, t2 = self.forward_views(partial(target_forward, self), views)
         # L^BYOL = L(q(z1), z'2) + L(q(z2), z'1): the symmetrised loss of §3.1. A per-sample
         # mean: no gather across workers; the targets follow identical online weights.
         return byol_loss(p1, t2) + byol_loss(p2, t1), {}

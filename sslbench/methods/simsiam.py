@@ -55,9 +55,9 @@ class SimSiam(Method):
         self.predictor = build_predictor(c.use_predictor, m.projector_dim, c.predictor_hidden_dim)
 
     def training_step(self, views: list[torch.Tensor]) -> StepOutput:
-        z = self.projector(self.backbone(torch.cat(views)))
-        p1, p2 = self.predictor(z).chunk(2)
-        z1, z2 = z.chunk(2)  # a per-sample loss: no gather across workers
+        z1, z2 = self.forward_views(lambda x: self.projector(self.backbone(x)), views)
+        p1, p2 = self.forward_views(self.predictor, [z1, z2])
+        # a per-sample loss: no gather across workers
         return simsiam_loss(p1, p2, z1, z2, self.cfg.stop_gradient), {}
 
     def param_groups(self) -> list[dict[str, Any]]:
