@@ -111,6 +111,9 @@ def check_dataset(name: str) -> None:
 
 
 def _check_views(cfg: RunConfig, method_cls: type | None) -> None:
+    if cfg.model.forward_views is not None and getattr(method_cls, "views_forward", None) is None:
+        raise ConfigError(f"model.forward_views={cfg.model.forward_views}: {cfg.method_name} "
+                          "sends its views through its own networks; leave the key unset")
     if cfg.augment.small_crops and not getattr(method_cls, "multi_crop", False):
         takers = [n for n in method_names() if get_method_spec(n).method_cls.multi_crop]
         raise ConfigError(f"augment.small_crops={cfg.augment.small_crops}: {cfg.method_name} "

@@ -137,6 +137,14 @@ class ModelConfig:
     projector_hidden_dim: int = bounded(512, lo=1)
     projector_dim: int = bounded(128, lo=1)
     projector_layers: int = bounded(2, lo=1)
+    # a BatchNorm1d after each hidden Linear of the projector; false: Linear → ReLU, as
+    # solo-learn's SimCLR projector (and SimCLR's paper, §2: g(h) = W2 σ(W1 h))
+    projector_bn: bool = True
+    # how the views go through the network (sslbench.methods.base.Method.forward_views): joint,
+    # the global views concatenated into one pass (SimCLR's TF code: BatchNorm statistics over
+    # all of them), or separate, one pass per view (solo-learn, BYOL's JAX code: statistics per
+    # view); None: the method's own (separate for Barlow Twins and VICReg, joint for the others)
+    forward_views: Literal["joint", "separate"] | None = None
 
 
 @dataclass
@@ -146,6 +154,12 @@ class OptimizerConfig:
     weight_decay: float = bounded(1e-4, lo=0.0)
     momentum: float = bounded(0.9, lo=0.0, hi=1.0, hi_open=True)
     eta: float = bounded(1e-3, lo=0.0, lo_open=True)  # LARS trust coefficient η (You et al. 2017)
+    # LARS: the adapted lr γλ is capped at the scheduled lr γ, min(λ, γ) (solo-learn's
+    # clip_lars_lr, NVIDIA apex's LARC "clip" mode); false: γλ as in You et al. 2017, Alg. 1
+    lars_clip_lr: bool = False
+    # weight decay on biases and normalisation weights (1-d tensors) too, as solo-learn with
+    # exclude_bias_n_norm_wd false (its SimSiam); false: only weights of 2 dims or more decay
+    decay_1d: bool = False
     warmup_epochs: float = bounded(1.0, lo=0.0)
     min_lr_ratio: float = bounded(0.0, lo=0.0, hi=1.0)  # cosine decays to lr * min_lr_ratio
     grad_clip: float = bounded(0.0, lo=0.0)  # max global grad norm; 0 disables clipping

@@ -55,7 +55,7 @@ class AlignUniform(Method):
         self.projector = self.make_projector(cfg.model)
 
     def training_step(self, views: list[torch.Tensor]) -> StepOutput:
-        z1, z2 = self.projector(self.backbone(torch.cat(views))).chunk(2)
+        z1, z2 = self.forward_views(lambda x: self.projector(self.backbone(x)), views)
         z1, z2 = gather(z1), gather(z2)  # uniformity over the pairs of the global batch
         c = self.cfg
         return align_uniform_loss(z1, z2, c.alpha, c.t, c.weight), {}

@@ -54,15 +54,17 @@ def barlow_twins(z1: torch.Tensor, z2: torch.Tensor, lambda_offdiag: float = 5e-
 
 
 class BarlowTwins(Method):
+    views_forward = "separate"
+
     def __init__(self, cfg: RunConfig, backbone: nn.Module) -> None:
         super().__init__(cfg, backbone)
         # §4: three linear layers, BN + ReLU after the first two, no bias on the last.
         self.projector = self.make_projector(cfg.model, last_bias=False)
 
     def training_step(self, views: list[torch.Tensor]) -> StepOutput:
-        # Each view through the network on its own: the projector's BN sees one view at a time,
-        # as in the reference implementation.
-        z1, z2 = (self.projector(self.backbone(v)) for v in views)
+        # By default each view through the network on its own (views_forward): the projector's
+        # BN sees one view at a time, as in the reference implementation.
+        z1, z2 = self.forward_views(lambda x: self.projector(self.backbone(x)), views)
         z1, z2 = gather(z1), gather(z2)  # statistics over the global batch
         # The d × d cross-correlation in full precision: bf16 sums over the batch are too coarse.
         with torch.autocast(z1.device.type, enabled=False):

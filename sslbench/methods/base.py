@@ -9,16 +9,21 @@ The loop calls, every step::
 
 ``views`` holds the two global views of the batch, then ``augment.small_crops`` low-resolution
 crops of it (multi-crop, made by :mod:`sslbench.data.augment`) for a method whose ``multi_crop``
-is true; the others always get exactly two. The default ``on_train_step_end`` moves every
-``(online, target)`` pair of :meth:`Method.momentum_pairs` towards its online module by
-exponential moving average, τ following BYOL's cosine schedule from ``method.ema_decay`` to
-``method.ema_final`` (Grill et al. 2020, §3.2): declaring the pairs is all a momentum method does.
+is true; the others always get exactly two. A method sends them through its networks with
+:meth:`Method.forward_views`, which is where ``model.forward_views`` (joint or separate passes,
+hence BatchNorm statistics over all views or per view) takes effect, once for every method.
+
+The default ``on_train_step_end`` moves every ``(online, target)`` pair of
+:meth:`Method.momentum_pairs` towards its online module by exponential moving average, τ
+following BYOL's cosine schedule from ``method.ema_decay`` to ``method.ema_final`` (Grill et al.
+2020, §3.2): declaring the pairs is all a momentum method does.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -34,24 +39,47 @@ class Method(nn.Module, abc.ABC):
     """Base of every method: the backbone, the method's hyperparameters (``self.cfg``, the
     ``method.*`` section) and the hooks above.
 
-    Class attributes a method may set: ``multi_crop`` (it takes small crops), and
+    Class attributes a method may set: ``multi_crop`` (it takes small crops),
     ``ddp_find_unused_parameters`` (some of its steps leave a parameter without gradient, e.g.
-    SwAV's frozen prototypes, which DistributedDataParallel must be told).
+    SwAV's frozen prototypes, which DistributedDataParallel must be told), and
+    ``views_forward``, how its reference forwards the views when ``model.forward_views`` is not
+    set (None: its views go through different networks, and the key does not apply).
     """
 
     multi_crop: ClassVar[bool] = False
     ddp_find_unused_parameters: ClassVar[bool] = False
+    views_forward: ClassVar[Literal["joint", "separate"] | None] = "joint"
 
     def __init__(self, cfg: RunConfig, backbone: nn.Module) -> None:
         super().__init__()
         self.cfg: Any = cfg.method
         self.backbone = backbone
+        self.views_mode = cfg.model.forward_views or self.views_forward
+
+    def forward_views(self, network: Callable[[torch.Tensor], torch.Tensor],
+                      views: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """``network`` applied to each of ``views``, one output per view.
+
+        ``joint``: the two global views in one pass, concatenated along the batch, and the small
+        crops (one size) in another, as SimCLR's TensorFlow code does; every BatchNorm then
+        normalises over all the views of the pass. ``separate``: one pass per view, so the
+        statistics are per view, as solo-learn and BYOL's JAX code (Grill et al. 2020). The
+        two differ only through batch statistics: without BatchNorm they give the same outputs.
+        """
+        if self.views_mode == "separate":
+            return [network(v) for v in views]
+        outputs: list[torch.Tensor] = []
+        for run in (views[:2], views[2:]):
+            if run:
+                outputs += network(torch.cat(list(run))).chunk(len(run))
+        return outputs
 
     def make_projector(self, model: ModelConfig, **options: Any) -> MLP:
         """The projection head on the backbone, sized by ``model.projector_*``; ``options`` shape
-        its last layer as the method's paper does (see :class:`~sslbench.models.heads.MLP`)."""
+        its last layer as the method's paper does (see :class:`~sslbench.models.heads.MLP`);
+        ``model.projector_bn`` says whether its hidden layers have a BatchNorm."""
         return MLP(self.backbone.out_dim, model.projector_hidden_dim, model.projector_dim,
-                   model.projector_layers, **options)
+                   model.projector_layers, hidden_bn=model.projector_bn, **options)
 
     @abc.abstractmethod
     def training_step(self, views: list[torch.Tensor]) -> StepOutput:

@@ -9,6 +9,7 @@ the online ones; the target receives no gradient (stop-gradient). Loss: eq. 2, s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -36,6 +37,8 @@ class BYOLConfig:
     # Collapse ablations: no predictor (Table 5b), the predictor's lr relative to the rest.
     use_predictor: bool = True
     predictor_lr_mult: float = bounded(1.0, lo=0.0)
+    # the predictor's lr not scheduled, as SimSiam's §4.3 (not in BYOL's paper; an ablation)
+    predictor_fixed_lr: bool = False
 
 
 def byol_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -56,9 +59,9 @@ class BYOL(Method):
         add_momentum_target(self)
 
     def training_step(self, views: list[torch.Tensor]) -> StepOutput:
-        both = torch.cat(views)
-        p1, p2 = self.predictor(self.projector(self.backbone(both))).chunk(2)
-        t1, t2 = target_forward(self, both).chunk(2)
+        p1, p2 = self.forward_views(lambda x: self.predictor(self.projector(self.backbone(x))),
+                                    views)
+        t1, t2 = self.forward_views(partial(target_forward, self), views)
         # L^BYOL = L(q(z1), z'2) + L(q(z2), z'1): the symmetrised loss of §3.1. A per-sample
         # mean: no gather across workers; the targets follow identical online weights.
         return byol_loss(p1, t2) + byol_loss(p2, t1), {}
@@ -67,7 +70,8 @@ class BYOL(Method):
         return target_pairs(self)
 
     def param_groups(self) -> list[dict[str, Any]]:
-        return predictor_param_groups(self, self.cfg.predictor_lr_mult)
+        return predictor_param_groups(self, self.cfg.predictor_lr_mult,
+                                      self.cfg.predictor_fixed_lr)
 
 
 SPEC = MethodSpec(

@@ -86,10 +86,14 @@ def build_predictor(use_predictor: bool, dim: int, hidden_dim: int) -> nn.Module
     return MLP(dim, hidden_dim, dim, 2) if use_predictor else nn.Identity()
 
 
-def predictor_param_groups(method: nn.Module, lr_mult: float) -> list[dict[str, Any]]:
+def predictor_param_groups(method: nn.Module, lr_mult: float,
+                           fixed_lr: bool = False) -> list[dict[str, Any]]:
     """Parameter groups for the optimizer: the predictor's learning rate is ``lr_mult`` times the
-    base one (see :func:`sslbench.train.optim.param_groups`)."""
+    base one, and with ``fixed_lr`` it is not scheduled (no warm-up, no cosine decay: SimSiam
+    §4.3, ``--fix-pred-lr`` of the official code; see :func:`sslbench.train.optim.param_groups`).
+    """
     predictor = {id(p) for p in method.predictor.parameters()}
     rest = [p for p in method.parameters() if id(p) not in predictor]
     return [{"params": rest, "lr_mult": 1.0},
-            {"params": list(method.predictor.parameters()), "lr_mult": lr_mult}]
+            {"params": list(method.predictor.parameters()), "lr_mult": lr_mult,
+             "fixed_lr": fixed_lr}]

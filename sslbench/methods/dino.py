@@ -83,20 +83,18 @@ class DINO(Method):
         self.register_buffer("center", torch.zeros(1, c.num_prototypes))
         self.steps_done = 0
 
-    def _student(self, x: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
+    def _student(self, x: torch.Tensor) -> torch.Tensor:
         frozen = self.steps_done < self.cfg.freeze_prototypes_steps
-        return self.prototypes(self.projector(self.backbone(x)), frozen).chunk(n)
+        return self.prototypes(self.projector(self.backbone(x)), frozen)
 
     @torch.no_grad()
-    def _teacher(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.target_prototypes(self.target_projector(self.target_backbone(x))).chunk(2)
+    def _teacher(self, x: torch.Tensor) -> torch.Tensor:
+        return self.target_prototypes(self.target_projector(self.target_backbone(x)))
 
     def training_step(self, views: list[torch.Tensor]) -> StepOutput:
         c = self.cfg
-        student = list(self._student(torch.cat(views[:2]), 2))
-        if len(views) > 2:  # the small crops: one pass, all of one size
-            student += self._student(torch.cat(views[2:]), len(views) - 2)
-        teacher = self._teacher(torch.cat(views[:2]))
+        student = self.forward_views(self._student, views)  # the small crops too
+        teacher = self.forward_views(self._teacher, views[:2])
         loss = dino_loss(student, list(teacher), self.center, c.student_temperature,
                          c.teacher_temperature)
         with torch.no_grad():  # C ← m C + (1 − m) · mean of the teacher outputs (global batch)

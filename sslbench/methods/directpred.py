@@ -14,6 +14,7 @@ shared-weight target (SimSiam-style), which the paper also trains.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -65,11 +66,10 @@ class DirectPred(Method):
         self._steps_seen = 0  # a host counter: no device sync to decide when to set W_p
 
     def training_step(self, views: list[torch.Tensor]) -> StepOutput:
-        both = torch.cat(views)
-        f = self.projector(self.backbone(both))
+        f = torch.cat(self.forward_views(lambda x: self.projector(self.backbone(x)), views))
         self._set_predictor(gather(f.detach()))  # F̂ over the global batch: one W_p
-        p1, p2 = self.predictor(f).chunk(2)
-        t1, t2 = target_forward(self, both).chunk(2)
+        p1, p2 = self.predictor(f).chunk(2)  # a linear map: one pass for both views
+        t1, t2 = self.forward_views(partial(target_forward, self), views)
         return byol_loss(p1, t2) + byol_loss(p2, t1), {}
 
     @torch.no_grad()

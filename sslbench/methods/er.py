@@ -56,7 +56,7 @@ class ER(Method):
         self.projector = self.make_projector(cfg.model)
 
     def training_step(self, views: list[torch.Tensor]) -> StepOutput:
-        z1, z2 = self.projector(self.backbone(torch.cat(views))).float().chunk(2)
+        z1, z2 = self.forward_views(lambda x: self.projector(self.backbone(x)).float(), views)
         return er_loss(gather(z1), gather(z2), self.cfg)
 
 

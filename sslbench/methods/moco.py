@@ -68,9 +68,8 @@ class MoCo(Method):
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
 
     def training_step(self, views: list[torch.Tensor]) -> StepOutput:
-        both = torch.cat(views)
-        q1, q2 = self.projector(self.backbone(both)).chunk(2)
-        k1, k2 = F.normalize(target_forward(self, both), dim=1).chunk(2)
+        q1, q2 = self.forward_views(lambda x: self.projector(self.backbone(x)), views)
+        k1, k2 = self.forward_views(lambda x: F.normalize(target_forward(self, x), dim=1), views)
         if self.cfg.symmetric:
             loss = (moco_loss(q1, k2, self.queue, self.cfg.temperature)
                     + moco_loss(q2, k1, self.queue, self.cfg.temperature)) / 2

@@ -10,6 +10,7 @@ ctr(q₁, k₂) + ctr(q₂, k₁), where ctr is InfoNCE scaled by 2τ.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -65,9 +66,9 @@ class MoCoV3(Method):
         add_momentum_target(self)
 
     def training_step(self, views: list[torch.Tensor]) -> StepOutput:
-        both = torch.cat(views)
-        q1, q2 = self.predictor(self.projector(self.backbone(both))).chunk(2)
-        k1, k2 = target_forward(self, both).chunk(2)
+        q1, q2 = self.forward_views(lambda x: self.predictor(self.projector(self.backbone(x))),
+                                    views)
+        k1, k2 = self.forward_views(partial(target_forward, self), views)
         # In-batch negatives of the global batch (Algorithm 1 gathers the keys across devices).
         q1, q2, k1, k2 = (gather(t) for t in (q1, q2, k1, k2))
         return mocov3_loss(q1, q2, k1, k2, self.cfg.temperature), {}

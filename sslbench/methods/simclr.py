@@ -48,9 +48,13 @@ class SimCLR(Method):
         super().__init__(cfg, backbone)
         self.projector = self.make_projector(cfg.model)
 
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.backbone(x))
+
     def training_step(self, views: list[torch.Tensor]) -> StepOutput:
-        # One encoder pass over both views: the batch norm sees all 2N views, as in SimCLR.
-        z1, z2 = self.projector(self.backbone(torch.cat(views))).chunk(2)
+        # By default one encoder pass over both views: the batch norm sees all 2N views, as in
+        # SimCLR's code (model.forward_views).
+        z1, z2 = self.forward_views(self.encode, views)
         # Negatives from the global batch: 2B − 2 per anchor on any number of workers.
         return nt_xent(gather(z1), gather(z2), self.cfg.temperature), {}
 

@@ -27,8 +27,14 @@ class SimSiamConfig:
     predictor_hidden_dim: int = bounded(32, lo=1)
     stop_gradient: bool = True
     projector_last_bn: bool = True  # BN on the projector's output, as in the paper
+    # its learnable scale and shift; the official code (main_simsiam.py, simsiam/builder.py) and
+    # solo-learn use BatchNorm1d(dim, affine=False) there
+    projector_last_bn_affine: bool = True
     use_predictor: bool = True
     predictor_lr_mult: float = bounded(1.0, lo=0.0)
+    # the predictor's lr stays at its initial value, neither warmed up nor decayed (§4.3: "this
+    # is better than decaying"; the official code's --fix-pred-lr, solo-learn's static_lr)
+    predictor_fixed_lr: bool = False
 
 
 def simsiam_loss(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor,
@@ -44,17 +50,19 @@ class SimSiam(Method):
     def __init__(self, cfg: RunConfig, backbone: nn.Module) -> None:
         super().__init__(cfg, backbone)
         m, c = cfg.model, cfg.method
-        self.projector = self.make_projector(m, last_bn=c.projector_last_bn)
+        self.projector = self.make_projector(m, last_bn=c.projector_last_bn,
+                                            last_bn_affine=c.projector_last_bn_affine)
         self.predictor = build_predictor(c.use_predictor, m.projector_dim, c.predictor_hidden_dim)
 
     def training_step(self, views: list[torch.Tensor]) -> StepOutput:
-        z = self.projector(self.backbone(torch.cat(views)))
-        p1, p2 = self.predictor(z).chunk(2)
-        z1, z2 = z.chunk(2)  # a per-sample loss: no gather across workers
+        z1, z2 = self.forward_views(lambda x: self.projector(self.backbone(x)), views)
+        p1, p2 = self.forward_views(self.predictor, [z1, z2])
+        # a per-sample loss: no gather across workers
         return simsiam_loss(p1, p2, z1, z2, self.cfg.stop_gradient), {}
 
     def param_groups(self) -> list[dict[str, Any]]:
-        return predictor_param_groups(self, self.cfg.predictor_lr_mult)
+        return predictor_param_groups(self, self.cfg.predictor_lr_mult,
+                                      self.cfg.predictor_fixed_lr)
 
 
 SPEC = MethodSpec(

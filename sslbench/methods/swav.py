@@ -120,9 +120,7 @@ class SwAV(Method):
         with torch.no_grad():  # prototypes on the unit sphere before each step (§4)
             w = self.prototypes.weight
             w.copy_(F.normalize(w, dim=1))
-        z1, z2 = self._embed(torch.cat(views[:2])).chunk(2)
-        small = views[2:]  # one encoder pass for the small crops, all of one size
-        z_small = self._embed(torch.cat(small)).chunk(len(small)) if small else ()
+        z1, z2, *z_small = self.forward_views(self._embed, views)
         # Sinkhorn's equipartition and the queue over the global batch.
         z1, z2, z_small = gather(z1), gather(z2), tuple(gather(z) for z in z_small)
         with torch.autocast(z1.device.type, enabled=False):  # Sinkhorn's exp(·/ε) needs fp32

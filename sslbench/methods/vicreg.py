@@ -77,6 +77,8 @@ def vicreg(z1: torch.Tensor, z2: torch.Tensor, invariance_weight: float = 25.0,
 
 
 class VICReg(Method):
+    views_forward = "separate"
+
     def __init__(self, cfg: RunConfig, backbone: nn.Module) -> None:
         super().__init__(cfg, backbone)
         # The paper's "expander" (§4.2): three layers, BN + ReLU after the first two (8192 wide on
@@ -85,8 +87,9 @@ class VICReg(Method):
         self.projector = self.make_projector(cfg.model, last_bias=False)
 
     def training_step(self, views: list[torch.Tensor]) -> StepOutput:
-        # Each view on its own through the network (its BN sees one view), as the reference.
-        z1, z2 = (self.projector(self.backbone(v)) for v in views)
+        # By default each view on its own through the network (its BN sees one view), as the
+        # reference (views_forward).
+        z1, z2 = self.forward_views(lambda x: self.projector(self.backbone(x)), views)
         z1, z2 = gather(z1), gather(z2)  # statistics over the global batch
         c = self.cfg
         with torch.autocast(z1.device.type, enabled=False):  # covariances in full precision

@@ -7,7 +7,9 @@ from torch import nn
 
 
 class MLP(nn.Module):
-    """``num_layers`` linear layers; every hidden layer is Linear → BatchNorm1d → ReLU.
+    """``num_layers`` linear layers; every hidden layer is Linear → BatchNorm1d → ReLU, or
+    Linear → ReLU with ``hidden_bn`` false (the Linear then has a bias): SimCLR's g(h) =
+    W2 σ(W1 h) (Chen et al. 2020, §2) as solo-learn builds it, no BN (``model.projector_bn``).
 
     The papers' heads differ only in their last layer, so that is what the options shape:
 
@@ -24,13 +26,15 @@ class MLP(nn.Module):
 
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2, *,
                  last_bias: bool = True, last_bn: bool = False,
-                 last_bn_affine: bool = True) -> None:
+                 last_bn_affine: bool = True, hidden_bn: bool = True) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         dim = in_dim
         for _ in range(num_layers - 1):
-            layers += [nn.Linear(dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim),
-                       nn.ReLU(inplace=True)]
+            layers.append(nn.Linear(dim, hidden_dim, bias=not hidden_bn))
+            if hidden_bn:
+                layers.append(nn.BatchNorm1d(hidden_dim))
+            layers.append(nn.ReLU(inplace=True))
             dim = hidden_dim
         layers.append(nn.Linear(dim, out_dim, bias=last_bias and not last_bn))
         if last_bn:

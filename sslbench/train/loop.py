@@ -49,7 +49,12 @@ from sslbench.train.checkpoint import (
 )
 from sslbench.train.flops import count_without_side_effects
 from sslbench.train.interrupt import StopSignals
-from sslbench.train.optim import WarmupCosine, build_optimizer, build_scheduler
+from sslbench.train.optim import (
+    WarmupCosine,
+    build_optimizer,
+    build_scheduler,
+    planned_schedule,
+)
 from sslbench.train.progress import TrainProgress
 
 EpochHook = Callable[[int, int, dict[str, float]], None]  # (epoch, global step, metrics)
@@ -124,7 +129,7 @@ def pretrain(
     training_step = prepare(method, device, t.sync_batchnorm)
     optimizer, scheduler = optimization(cfg, method, steps_per_epoch, flops_per_image * batch)
     warmup_share = max_warmup_share(t)
-    schedule: WarmupCosine = scheduler.lr_lambdas[0]  # type: ignore[assignment]
+    schedule: WarmupCosine = planned_schedule(scheduler)
     if t.compile:  # the (DDP-wrapped) step, compiled with the method's modules inside
         training_step = torch.compile(training_step)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda and t.amp

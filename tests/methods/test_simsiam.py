@@ -105,3 +105,15 @@ def test_trains_on_synthetic(tmp_path: Path, stop_gradient: bool):
     model = build_method(cfg, dataset.info.channels)
     result = pretrain(cfg, dataset, model, torch.device("cpu"), tmp_path, show_progress=False)
     assert math.isfinite(result.final_loss) and -1 <= result.final_loss <= 0
+
+
+def test_projector_last_bn_affine_switch():
+    # The official code and solo-learn end the projector in BatchNorm1d(dim, affine=False).
+    flags = {"data.dataset": "synthetic"}
+    default = build_method(resolve_config("simsiam", flags=flags), 3).projector.net[-1]
+    assert isinstance(default, nn.BatchNorm1d) and default.affine  # as before
+    plain = build_method(resolve_config("simsiam", flags=flags,
+                                        overrides=["method.projector_last_bn_affine=false"]), 3)
+    last = plain.projector.net[-1]
+    assert isinstance(last, nn.BatchNorm1d) and not last.affine
+    assert last.weight is None and last.bias is None

@@ -38,3 +38,25 @@ def test_last_batchnorm_with_and_without_affine() -> None:
     torch.testing.assert_close(out.mean(0), torch.zeros(4), atol=1e-5, rtol=0)
     assert MLP(8, 16, 4, 2, last_bn=True).net[-1].affine
     assert _kinds(MLP(8, 16, 4, 1)) == ["Linear"]
+
+
+def test_hidden_layers_without_batchnorm() -> None:
+    # SimCLR's g(h) = W2 σ(W1 h) as solo-learn builds it: Linear (with bias) → ReLU → Linear.
+    mlp = MLP(8, 16, 4, 2, hidden_bn=False)
+    assert _kinds(mlp) == ["Linear", "ReLU", "Linear"]
+    assert mlp.net[0].bias is not None and mlp.net[-1].bias is not None
+    assert _kinds(MLP(8, 16, 4, 3, hidden_bn=False)) == ["Linear", "ReLU"] * 2 + ["Linear"]
+    assert _kinds(MLP(8, 16, 4, 2, hidden_bn=True)) == _kinds(MLP(8, 16, 4, 2))
+
+
+def test_model_projector_bn_reaches_every_projector() -> None:
+    from sslbench.methods import build_method
+    from sslbench.resolve import resolve_config
+
+    flags = {"data.dataset": "synthetic"}
+    default = build_method(resolve_config("simclr", flags=flags), 3).projector
+    assert resolve_config("simclr", flags=flags).model.projector_bn is True
+    assert _kinds(default) == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
+    plain = build_method(resolve_config("simclr", flags=flags,
+                                        overrides=["model.projector_bn=false"]), 3).projector
+    assert _kinds(plain) == ["Linear", "ReLU", "Linear"]

@@ -89,3 +89,35 @@ def test_trains_a_method(tmp_path: Path):
     result = pretrain(cfg, dataset, model, torch.device("cpu"), tmp_path, show_progress=False)
     assert math.isfinite(result.final_loss)
     assert not torch.equal(before, model.backbone.stages[0][0].weight)
+
+
+def test_clip_lr_caps_the_adapted_lr_at_the_scheduled_one():
+    # ‖w‖ = 5, ‖g‖ = 1, β = 0.1, η = 0.01 → λ = 1/30; γ = 0.5 > λ, so the clipped step's lr is
+    # γ · min(λ/γ, 1) = λ, not γλ (solo-learn's clip_lars_lr, apex LARC "clip").
+    lam, g = 1 / 30, torch.tensor([0.0, 1.0])
+    w = torch.tensor([3.0, 4.0])
+    for clip, step_lr in ((False, 0.5 * lam), (True, lam)):
+        layer = _linear([3.0, 4.0], 1.0)
+        opt = build_optimizer(layer, OptimizerConfig(name="lars", lr=0.5, weight_decay=0.1,
+                                                     eta=0.01, lars_clip_lr=clip))
+        layer.weight.grad = g.unsqueeze(0).clone()
+        layer.bias.grad = torch.tensor([2.0])
+        opt.step()
+        expected = w - step_lr * (g + 0.1 * w)
+        torch.testing.assert_close(layer.weight, expected.unsqueeze(0))
+        assert torch.allclose(layer.bias, torch.tensor([0.0]))  # excluded: plain SGD either way
+
+
+def test_clip_lr_leaves_a_small_local_lr_alone():
+    # γ = 1 ≥ λ: γ · min(λ/γ, 1) = λ = γλ, so clipping changes nothing.
+    steps = []
+    for clip in (False, True):
+        layer = _linear([3.0, 4.0], 0.0)
+        opt = build_optimizer(layer, OptimizerConfig(name="lars", lr=1.0, weight_decay=0.0,
+                                                     eta=0.01, lars_clip_lr=clip))
+        layer.weight.grad = torch.tensor([[0.0, 1.0]])
+        opt.step()
+        steps.append(layer.weight.detach().clone())
+    # λ = 0.01 · 5 / 1 = 0.05 < γ = 1: both move w by 0.05 · g
+    torch.testing.assert_close(steps[0], torch.tensor([[3.0, 4.0 - 0.05]]))
+    torch.testing.assert_close(steps[1], steps[0])

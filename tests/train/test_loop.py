@@ -55,6 +55,54 @@ def test_no_weight_decay_on_biases_and_norms() -> None:
     assert isinstance(build_optimizer(model, OptimizerConfig(name="sgd")), torch.optim.SGD)
 
 
+def test_decay_1d_decays_biases_and_norms_too() -> None:
+    # solo-learn's SimSiam: exclude_bias_n_norm_wd false, every parameter decays.
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    for name in ("sgd", "adamw", "lars"):
+        opt = build_optimizer(model, OptimizerConfig(name=name, weight_decay=0.3, decay_1d=True))
+        decayed = {id(p) for g in opt.param_groups if g["weight_decay"] == 0.3
+                   for p in g["params"]}
+        assert decayed == {id(p) for p in model.parameters()}
+    # one SGD step on a bias with zero gradient: only the decay moves it, by lr · β · b
+    for decay_1d, expected in ((False, 2.0), (True, 2.0 - 0.5 * 0.1 * 2.0)):
+        layer = nn.Linear(1, 1)
+        with torch.no_grad():
+            layer.bias.fill_(2.0)
+        opt = build_optimizer(layer, OptimizerConfig(name="sgd", lr=0.5, weight_decay=0.1,
+                                                     decay_1d=decay_1d))
+        layer.weight.grad, layer.bias.grad = torch.zeros(1, 1), torch.zeros(1)
+        opt.step()
+        assert layer.bias.item() == pytest.approx(expected)
+
+
+def test_fixed_lr_groups_keep_their_lr() -> None:
+    # SimSiam §4.3 (fix_pred_lr; solo-learn's static_lr): after warm-up and cosine steps the
+    # predictor's group still has its initial lr, the others follow the schedule.
+    cfg = resolve_config("simsiam", flags={"data.dataset": "synthetic"},
+                         overrides=["method.predictor_fixed_lr=true", "optimizer.name=sgd",
+                                    "optimizer.lr=0.4", "method.predictor_lr_mult=0.5"])
+    method = build_method(cfg, 3)
+    opt = build_optimizer(method, cfg.optimizer)
+    sched = build_scheduler(opt, cfg.optimizer, total_steps=10, steps_per_epoch=2)
+    predictor = {id(p) for p in method.predictor.parameters()}
+    fixed = [g for g in opt.param_groups if {id(p) for p in g["params"]} <= predictor]
+    others = [g for g in opt.param_groups if g not in fixed]
+    assert fixed and others and all(g.get("fixed_lr") for g in fixed)
+    for step in range(1, 8):
+        opt.step()
+        sched.step()
+        factor = lr_factor(step, 10, 2, 0.0)
+        assert all(g["lr"] == pytest.approx(0.2) for g in fixed)
+        assert all(g["lr"] == pytest.approx(0.4 * factor) for g in others)
+    assert others[0]["lr"] < 0.2
+    state = sched.state_dict()  # a checkpoint keeps the planned total beside the fixed groups
+    assert state["lr_lambdas"][0]["total_steps"] == 10
+    # the default: every group scheduled, as before
+    default = resolve_config("simsiam", flags={"data.dataset": "synthetic"})
+    opt = build_optimizer(build_method(default, 3), default.optimizer)
+    assert not any("fixed_lr" in g for g in opt.param_groups)
+
+
 def test_resolve_device_rejects_missing_gpus() -> None:
     assert resolve_device(0) == torch.device("cpu")
     if torch.cuda.device_count() == 0:
