@@ -35,5 +35,7 @@ def test_simclr_default_job_beats_raw_pixels(tmp_path: Path, fmnist_dir: Path) -
 
 
 def test_byol_beats_a_random_encoder(tmp_path: Path, fmnist_dir: Path) -> None:
-    _, lin = _pretrain(tmp_path, fmnist_dir, "byol")
+    """BYOL learns past a random encoder on the real data: 2 epochs (its 3-epoch default took
+    14 of CI's 90 minutes on a 2026 machine; 2 epochs gave 85.1 %, 3.7 points over it)."""
+    _, lin = _pretrain(tmp_path, fmnist_dir, "byol", "--epochs", "2")
     assert lin["linear_top1"] > RANDOM_INIT_CONVNET + 0.01
