@@ -20,8 +20,6 @@ def recipes_command(
 ) -> None:
     """List the shipped recipes (`sslbench pretrain METHOD --recipe NAME`): dataset, backbone,
     budget, the top-1 each should reach and where its settings and that number come from."""
-    from sslbench.config import flatten
-    from sslbench.config.parse import read_yaml
     from sslbench.config.recipes import recipe_names, shipped_recipes
 
     if name is not None and name not in recipe_names():
@@ -31,7 +29,7 @@ def recipes_command(
         if (name is not None and info.name != name) or (method is not None
                                                         and info.method != method):
             continue
-        keys = flatten({k: v for k, v in read_yaml(info.path, "recipe").items() if k != "recipe"})
+        keys = info.keys
         rows.append({"recipe": info.name, "method": info.method,
                      "dataset": keys.get("data.dataset", "fashion-mnist"),
                      "backbone": keys.get("model.backbone", "convnet"), "budget": info.budget,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sslbench.config.parse import read_yaml
+from sslbench.config.parse import flatten, read_yaml
 from sslbench.config.schema import RECIPE_KEY
 from sslbench.errors import ConfigError
 
@@ -44,6 +44,7 @@ class RecipeInfo:
     budget: str  # what the recipe spends, in words (epochs, minutes, hardware)
     expected: dict[str, float]  # top-1 % on the test split per protocol (linear, knn)
     expected_source: str  # where that number comes from (a paper's table, a measured run)
+    keys: dict[str, Any]  # the recipe's config keys, dotted (what the layer sets)
 
 
 def shipped_recipes_dir() -> Path:
@@ -100,8 +101,9 @@ def read_recipe_info(path: Path) -> RecipeInfo:
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} in the `{RECIPE_KEY}:` "
                           f"block; it holds {', '.join((*_TEXT_FIELDS, 'expected'))}")
+    keys = flatten({k: v for k, v in data.items() if k != RECIPE_KEY})
     return RecipeInfo(name=path.parent.name, method=path.stem, path=path,
-                      expected=_expected(block["expected"], where),
+                      expected=_expected(block["expected"], where), keys=keys,
                       **{k: str(block[k]).strip() for k in _TEXT_FIELDS})
 
 
