@@ -111,7 +111,8 @@ def check_dataset(name: str) -> None:
 
 
 def _check_views(cfg: RunConfig, method_cls: type | None) -> None:
-    if cfg.model.forward_views is not None and getattr(method_cls, "views_forward", None) is None:
+    shared = getattr(method_cls, "default_views_mode", None) is not None
+    if cfg.model.forward_views is not None and not shared:
         raise ConfigError(f"model.forward_views={cfg.model.forward_views}: {cfg.method_name} "
                           "sends its views through its own networks; leave the key unset")
     if cfg.augment.small_crops and not getattr(method_cls, "multi_crop", False):

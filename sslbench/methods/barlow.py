@@ -54,7 +54,7 @@ def barlow_twins(z1: torch.Tensor, z2: torch.Tensor, lambda_offdiag: float = 5e-
 
 
 class BarlowTwins(Method):
-    views_forward = "separate"
+    default_views_mode = "separate"
 
     def __init__(self, cfg: RunConfig, backbone: nn.Module) -> None:
         super().__init__(cfg, backbone)
@@ -62,8 +62,8 @@ class BarlowTwins(Method):
         self.projector = self.make_projector(cfg.model, last_bias=False)
 
     def training_step(self, views: list[torch.Tensor]) -> StepOutput:
-        # By default each view through the network on its own (views_forward): the projector's
-        # BN sees one view at a time, as in the reference implementation.
+        # By default each view through the network on its own (default_views_mode): the
+        # projector's BN sees one view at a time, as in the reference implementation.
         z1, z2 = self.forward_views(lambda x: self.projector(self.backbone(x)), views)
         z1, z2 = gather(z1), gather(z2)  # statistics over the global batch
         # The d × d cross-correlation in full precision: bf16 sums over the batch are too coarse.

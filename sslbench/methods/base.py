@@ -42,19 +42,19 @@ class Method(nn.Module, abc.ABC):
     Class attributes a method may set: ``multi_crop`` (it takes small crops),
     ``ddp_find_unused_parameters`` (some of its steps leave a parameter without gradient, e.g.
     SwAV's frozen prototypes, which DistributedDataParallel must be told), and
-    ``views_forward``, how its reference forwards the views when ``model.forward_views`` is not
-    set (None: its views go through different networks, and the key does not apply).
+    ``default_views_mode``, how its reference forwards the views when ``model.forward_views`` is
+    not set (None: its views go through different networks, and the key does not apply).
     """
 
     multi_crop: ClassVar[bool] = False
     ddp_find_unused_parameters: ClassVar[bool] = False
-    views_forward: ClassVar[Literal["joint", "separate"] | None] = "joint"
+    default_views_mode: ClassVar[Literal["joint", "separate"] | None] = "joint"
 
     def __init__(self, cfg: RunConfig, backbone: nn.Module) -> None:
         super().__init__()
         self.cfg: Any = cfg.method
         self.backbone = backbone
-        self.views_mode = cfg.model.forward_views or self.views_forward
+        self.views_mode = cfg.model.forward_views or self.default_views_mode
 
     def forward_views(self, network: Callable[[torch.Tensor], torch.Tensor],
                       views: Sequence[torch.Tensor]) -> list[torch.Tensor]:

@@ -88,7 +88,7 @@ def mi_objective(estimate: torch.Tensor, target: float | None) -> torch.Tensor:
 
 
 class InfoMax(Method):
-    views_forward = None  # with views=halves, two encoders: model.forward_views does not apply
+    default_views_mode = None  # with views=halves, two encoders: model.forward_views does not apply
 
     def __init__(self, cfg: RunConfig, backbone: nn.Module) -> None:
         super().__init__(cfg, backbone)

@@ -77,7 +77,7 @@ def vicreg(z1: torch.Tensor, z2: torch.Tensor, invariance_weight: float = 25.0,
 
 
 class VICReg(Method):
-    views_forward = "separate"
+    default_views_mode = "separate"
 
     def __init__(self, cfg: RunConfig, backbone: nn.Module) -> None:
         super().__init__(cfg, backbone)
@@ -88,7 +88,7 @@ class VICReg(Method):
 
     def training_step(self, views: list[torch.Tensor]) -> StepOutput:
         # By default each view on its own through the network (its BN sees one view), as the
-        # reference (views_forward).
+        # reference (default_views_mode).
         z1, z2 = self.forward_views(lambda x: self.projector(self.backbone(x)), views)
         z1, z2 = gather(z1), gather(z2)  # statistics over the global batch
         c = self.cfg

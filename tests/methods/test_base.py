@@ -11,7 +11,7 @@ from sslbench.methods import build_method, get_method_spec, method_names
 from sslbench.resolve import resolve_config
 
 FLAGS = {"data.dataset": "synthetic"}
-SHARED = [n for n in method_names() if get_method_spec(n).method_cls.views_forward is not None]
+SHARED = [n for n in method_names() if get_method_spec(n).method_cls.default_views_mode is not None]
 
 
 def _method(name: str, *overrides: str) -> torch.nn.Module:
