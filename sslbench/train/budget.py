@@ -11,8 +11,14 @@ at the budget instead of being cut off by it.
   the steps after the first two (which carry one-off costs: allocation, autotuning, compilation;
   they still count against the budget). Until the total is known the schedules hold their
   starting values after the warm-up (cosine factor 1, τ at its base); the planned cosine would
-  have moved by at most (π · plan_steps / total)² / 4 of its range by then. In a distributed run
-  every rank takes the mean of the ranks' step times, so they all plan the same total.
+  have moved by at most (π · plan_steps / total)² / 4 of its range by then. The total is
+  re-planned at ``REPLAN_AT`` (¼, ½, ¾) of the first plan, from the seconds left and the rate of
+  the steps since the previous timing: 18 timed steps are a small sample, and a step's time drifts
+  over a run (the machine's clock, other load, a growing queue). A re-plan moves the rest of the
+  cosine by the change of the total, a few percent where the first plan was close. In a
+  distributed run every rank takes the mean of the ranks' step times, so they all plan the same
+  total. A resumed run keeps the total its checkpoint holds (it re-plans only if the checkpoint
+  came before the first plan).
 
 A budgeted run's warm-up (``optimizer.warmup_epochs``) takes at most ``MAX_WARMUP_SHARE`` of its
 planned steps: a warm-up counted in epochs would otherwise fill a short budget (one Fashion-MNIST
@@ -37,6 +43,7 @@ from sslbench.errors import RunFailure, UserError
 
 WARMUP_STEPS = 2  # timed steps left out of the rate
 MAX_WARMUP_SHARE = 0.1  # of a budgeted run's planned steps
+REPLAN_AT = (0.25, 0.5, 0.75)  # shares of the first planned total at which it is re-planned
 
 
 def max_warmup_share(train: TrainConfig) -> float:
@@ -64,34 +71,54 @@ def fixed_total(train: TrainConfig, steps_per_epoch: int, flops_per_step: float)
 @dataclass
 class WallClockPlan:
     """Times steps ``start + 2`` and ``start + plan_steps`` (``start``: the step this process began
-    at) and fixes the run's total at the second (see the module docstring)."""
+    at), fixes the run's total at the second, and re-plans it at ``REPLAN_AT`` of that first total
+    (see the module docstring). :meth:`total` is called at every step :meth:`measures`."""
 
     budget_s: float
     plan_steps: int
     start_step: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    marks: dict[int, float] = field(default_factory=dict)
+    due: list[int] = field(default_factory=list)  # the steps still to be timed, in order
+    mark: tuple[int, float] | None = None  # the last timed step and its training seconds
+    totals: list[int] = field(default_factory=list)  # the totals planned so far
+
+    def __post_init__(self) -> None:
+        self.due = [self.start_step + WARMUP_STEPS, self.start_step + self.plan_steps]
+
+    @property
+    def finished(self) -> bool:
+        return not self.due
 
     def measures(self, step: int) -> bool:
         """Whether the training seconds at the end of ``step`` are needed (the loop then waits
         for the device, so that the clock reads finished work)."""
-        return step in (self.start_step + WARMUP_STEPS, self.start_step + self.plan_steps)
+        return bool(self.due) and step == self.due[0]
 
     def total(self, step: int, train_s: float) -> int | None:
-        """Record ``train_s`` (training seconds after ``step``); at the last timed step, the
-        run's total steps."""
-        self.marks[step] = train_s
-        first, last = self.start_step + WARMUP_STEPS, self.start_step + self.plan_steps
-        if step != last:
+        """Record ``train_s`` (training seconds after ``step``); at a planning step, the run's
+        total steps from the rate since the previous timing."""
+        self.due.pop(0)
+        previous, self.mark = self.mark, (step, train_s)
+        if previous is None:  # step start + 2: the rate is timed from here
             return None
-        per_step = (train_s - self.marks[first]) / (last - first)
+        first, first_s = previous
+        per_step = (train_s - first_s) / (step - first)
         # NCCL reduces device tensors only
         per_step = float(collectives.mean_over_ranks(torch.tensor(per_step, device=self.device)))
         if not per_step > 0:
-            raise RunFailure(f"train.budget_s: the clock did not advance over steps {first}-{last}"
+            raise RunFailure(f"train.budget_s: the clock did not advance over steps {first}-{step}"
                              "; cannot plan the budget")
         # a step that fits to within a millionth of a step fits (floating-point rounding)
-        return last + max(0, math.floor((self.budget_s - train_s) / per_step + 1e-6))
+        total = step + max(0, math.floor((self.budget_s - train_s) / per_step + 1e-6))
+        if not self.totals:  # the first plan: re-plan at shares of it, each after a long window
+            after = step
+            for share in REPLAN_AT:
+                at = round(share * total)
+                if at >= after + self.plan_steps and at < total:
+                    self.due.append(at)
+                    after = at
+        self.totals.append(total)
+        return total
 
 
 def synchronize(device: torch.device) -> None:

@@ -194,6 +194,7 @@ def pretrain(
                     if total is not None:  # the schedules end exactly at the budget from now on
                         schedule.fix_total(total, warmup_share)
                         progress.set_total(total)
+                    if plan.finished:
                         plan = None
                 scheduler.step()
                 step += 1

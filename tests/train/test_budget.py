@@ -19,6 +19,7 @@ from sslbench.errors import ConfigError, RunKilled, UserError
 from sslbench.methods import build_method, method_names
 from sslbench.resolve import resolve_config
 from sslbench.store import Store
+from sslbench.train.budget import WallClockPlan
 from sslbench.train.checkpoint import load_checkpoint
 from sslbench.train.device import seed_everything
 from sslbench.train.loop import PretrainResult, pretrain
@@ -37,11 +38,14 @@ def _small_dataset() -> ImageDataset:
 
 class FakeClock:
     """Training time that advances only inside the method's training step: the first two steps
-    take ``first_s`` each (one-off costs, as on a GPU), every later one ``step_s``. It starts
-    when the loop first reads it (the FLOP count before that takes no time)."""
+    take ``first_s`` each (one-off costs, as on a GPU), every later one ``step_s``, or
+    ``slow_s`` after step ``slow_from`` (the machine slows down). It starts when the loop first
+    reads it (the FLOP count before that takes no time)."""
 
-    def __init__(self, first_s: float, step_s: float) -> None:
+    def __init__(self, first_s: float, step_s: float, slow_from: int | None = None,
+                 slow_s: float = 0.0) -> None:
         self.now, self.steps, self.first_s, self.step_s = 0.0, 0, first_s, step_s
+        self.slow_from, self.slow_s = slow_from, slow_s
         self.started = False
 
     def __call__(self) -> float:
@@ -51,7 +55,12 @@ class FakeClock:
     def tick(self) -> None:
         if self.started:
             self.steps += 1
-            self.now += self.first_s if self.steps <= 2 else self.step_s
+            if self.steps <= 2:
+                self.now += self.first_s
+            elif self.slow_from is not None and self.steps > self.slow_from:
+                self.now += self.slow_s
+            else:
+                self.now += self.step_s
 
 
 def _train(method: str, folder: Path, *overrides: str, clock: FakeClock | None = None,
@@ -103,6 +112,28 @@ def test_a_slower_machine_plans_fewer_steps_for_the_same_budget(tmp_path: Path) 
     assert (fast.steps, slow.steps) == (20, 10)
     assert fast.train_s == pytest.approx(2.0) and slow.train_s == pytest.approx(2.0)
     assert logged[-1]["lr"] == pytest.approx(LR * MIN_RATIO)
+
+
+def test_a_run_whose_steps_slow_down_is_re_planned_to_end_at_its_budget(tmp_path: Path) -> None:
+    # 0.25 s a step; planned at step 6: 6 + ⌊(20 − 1.5) / 0.25⌋ = 80 steps, re-planned at steps
+    # 20, 40 and 60. From step 21 a step takes 0.5 s (the first plan would train 35 s): step 20
+    # still sees 0.25 s (80 steps), step 40 times 0.5 s over steps 21-40 and has 5 s left,
+    # 40 + 5 / 0.5 = 50 steps; the cosine ends there.
+    clock = FakeClock(first_s=0.25, step_s=0.25, slow_from=20, slow_s=0.5)
+    result, logged = _train("simclr", tmp_path, "train.budget_s=20", clock=clock)
+    assert result.steps == 50
+    assert result.train_s == pytest.approx(20.0)
+    assert logged[-1]["lr"] == pytest.approx(LR * MIN_RATIO)
+
+
+def test_re_planning_times_windows_after_the_first_plan() -> None:
+    plan = WallClockPlan(budget_s=100.0, plan_steps=10)
+    timed = [step for step in range(1, 200) if plan.measures(step) and
+             plan.total(step, 0.5 * step) is not None]  # 0.5 s a step: 200 steps fit
+    assert timed == [10, 50, 100, 150] and plan.totals == [200] * 4 and plan.finished
+    short = WallClockPlan(budget_s=10.0, plan_steps=10)  # 20 steps: no window is long enough
+    assert [s for s in range(1, 40) if short.measures(s) and short.total(s, 0.5 * s)] == [10]
+    assert short.finished
 
 
 class StopAfter:
