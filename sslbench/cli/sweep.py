@@ -43,6 +43,9 @@ def sweep_command(
     confirm: Annotated[int, typer.Option(
         min=0, help="Then re-run the best trial with N fresh seeds, evaluated on the test split "
                     "(the number to report; trials choose on the validation split).")] = 0,
+    recipe_out: Annotated[Path | None, typer.Option(
+        metavar="FILE", help="With best: write the confirmed best trial as a recipe file, its "
+                             "expected numbers from the --confirm runs on the test split.")] = None,
     db: DbOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-run lines.")] = False,
 ) -> None:
@@ -56,8 +59,16 @@ def sweep_command(
         if study_arg is None:
             raise UserError(f"sslbench sweep {target} needs a study name, e.g. "
                             f"`sslbench sweep {target} byol-fashion-mnist`")
-        _inspect(target, study_arg, storage, db)
+        if recipe_out is not None and target != "best":
+            raise UserError("--recipe-out goes with `sslbench sweep best STUDY`")
+        if recipe_out is not None:
+            _write_recipe(study_arg, db, recipe_out)
+        else:
+            _inspect(target, study_arg, storage, db)
         return
+    if recipe_out is not None:
+        raise UserError("--recipe-out goes with `sslbench sweep best STUDY`, once the study's "
+                        "best trial is confirmed (--confirm N)")
     if study_arg is not None:
         raise UserError(f"unexpected argument {study_arg!r}: use --study NAME to name the study")
     fixed = list(set_ or [])
@@ -147,6 +158,24 @@ def _echo_confirmed(db: str | None, study: str, run_ids: list[int]) -> None:
     for line in group_scores(board):
         typer.echo(f"study {study}: confirmed on the test split, runs "
                    f"{', '.join(map(str, run_ids))}: {line}")
+
+
+def _write_recipe(study: str, db: str | None, path: Path) -> None:
+    from sslbench.escape import printable
+    from sslbench.store import Store
+    from sslbench.sweep.recipe import recipe_from_study
+
+    if path.exists():
+        raise UserError(f"{printable(str(path))} exists: remove it or choose another file for "
+                        "--recipe-out")
+    if not path.parent.is_dir():
+        raise UserError(f"--recipe-out {printable(str(path))}: no folder "
+                        f"{printable(str(path.parent))}; create it first")
+    with Store.open(db, create=False, read=True) as store:
+        text = recipe_from_study(store, study)
+    path.write_text(text, encoding="utf-8")
+    typer.echo(f"study {printable(study)}: its confirmed best trial written as recipe "
+               f"{printable(str(path))} (see `sslbench recipes` for shipping it)")
 
 
 def _inspect(action: str, name: str, storage: str | None, db: str | None) -> None:

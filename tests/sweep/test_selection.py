@@ -16,7 +16,10 @@ import yaml
 import sslbench.data.splits as splits
 import sslbench.run.pretrain as run_pretrain
 from sslbench.cli import main
+from sslbench.config import flatten
+from sslbench.config.recipes import read_recipe_info
 from sslbench.data import ImageDataset, load_dataset
+from sslbench.resolve import resolve_config
 from sslbench.store import Store
 from sslbench.sweep.study import open_storage
 
@@ -148,3 +151,22 @@ def test_confirm_reruns_the_best_trial_with_fresh_seeds_on_test(
     assert f"simclr (sweep simclr-synthetic, trial {best.trial_number})" in report
     with Store.open(db, create=False) as store:
         assert len(store.list_runs(kind="pretrain")) == 2
+
+    # the confirmed best trial as a recipe: its config, the confirmations' mean test top-1
+    (tmp_path / "recipes" / "tuned").mkdir(parents=True)
+    recipe = tmp_path / "recipes" / "tuned" / "simclr.yaml"
+    assert main(["sweep", "best", "simclr-synthetic", "--db", db, "--recipe-out",
+                 str(recipe)]) == 0
+    info = read_recipe_info(recipe)
+    with Store.open(db, create=False) as store:
+        tests = {kind: [100 * c.summary[f"{kind}_top1"] for r in confirmations
+                        for c in store.children(r.id) if c.kind == kind] for kind in ("linear",
+                                                                                       "knn")}
+    assert info.expected == {k: pytest.approx(round(sum(v) / 2, 2)) for k, v in tests.items()}
+    assert f"trial {best.trial_number} (run {best.id}" in info.source
+    assert info.source.endswith("r.sqlite") and str(tmp_path) not in recipe.read_text()
+    again = flatten(resolve_config("simclr", config_file=recipe, overrides=[
+        f"train.seed={confirmations[0].seed}"]).to_dict())
+    assert again == flatten(confirmations[0].config)  # the recipe trains the confirmed config
+    assert main(["sweep", "best", "simclr-synthetic", "--db", db, "--recipe-out",
+                 str(recipe)]) == 2  # never overwritten

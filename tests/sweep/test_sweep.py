@@ -230,6 +230,11 @@ def test_sweep_best_prints_a_runnable_config(workdir: Path,
     config = yaml.safe_load(out)
     assert config["method"]["temperature"] == 0.3  # --set fixed it for every trial
     assert main(["sweep", "best", "nosuch", "--db", db]) == 2
+    # a recipe promises a test number: a study without confirmations has none to give
+    recipe = workdir / "simclr.yaml"
+    assert main(["sweep", "best", "simclr-synthetic", "--db", db, "--recipe-out",
+                 str(recipe)]) == 2
+    assert "--confirm 3" in capsys.readouterr().err and not recipe.exists()
 
 
 @pytest.mark.multiprocess
