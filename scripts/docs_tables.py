@@ -1,11 +1,11 @@
 """Refresh the generated tables of the documentation.
 
-Writes, exactly as `sslbench methods --markdown` and `sslbench report` print them:
+Writes, from what `sslbench methods --markdown` and `sslbench report` print:
 
 - the methods table between the `methods` markers of README.md, from the method registry;
-- the leaderboard between the `results` markers of README.md (the README's one results table);
-- the sweep table, its parameter importance and the figures between the `results` markers of
-  docs/results.md, and the figures themselves into docs/results/.
+- a compact leaderboard (means, intervals, ties) between the `results` markers of README.md;
+- the full leaderboard, the sweep table, its parameter importance and the figures between the
+  `results` markers of docs/results.md, and the figures themselves into docs/results/.
 
 The reports read a temporary copy of the database, so results.sqlite.example is never written.
 Usage, from anywhere: `python scripts/docs_tables.py` (the checkout's sslbench is used);
@@ -51,12 +51,33 @@ def command(*args: str) -> str:
 
 
 def readme_block(db: Path) -> str:
-    board = report(db, "-f", "markdown").strip()
-    return (f"{contents(db)}\n\n{command('-f', 'markdown')} (top-1 in % on the test split, "
-            f"mean ± half-width of the 95 % interval over the seeds):\n\n{board}\n\n"
-            "`vs best`: the row with the highest mean at its budget is `best`; `tied` rows have "
-            "intervals that overlap the best's (disjoint intervals differ at p < 0.05 by "
-            "Welch's t-test). Sweep, figures and more runs: [docs/results.md](docs/results.md).")
+    """The README's compact leaderboard: the columns of `report -f json` that rank the methods
+    (the full table is in docs/results.md)."""
+    data = json.loads(report(db, "-f", "json"))
+    protocols = data["protocols"]
+    head = ["method", *[f"{p} top-1 | {p} vs best" for p in protocols]]
+    lines = ["| " + " | ".join(head) + " |",
+             "|---|" + "---:|---:|" * len(protocols)]
+    for row in data["rows"]:
+        name = row["method"].replace("_", "\\_")
+        if row["sweep"]:
+            name += f" (sweep {row['sweep']}, confirmed)"
+        cells = [name]
+        for p in protocols:
+            n = row.get(f"{p}_n") or 0
+            mean, half = row.get(f"{p}_mean"), row.get(f"{p}_ci95")
+            if mean is None:
+                cells += ["–", "–"]
+                continue
+            interval = (f"{100 * mean:.2f} ± {100 * half:.2f} (n={n})" if n > 1 and half is not None
+                        else f"{100 * mean:.2f} (one run)")
+            cells += [interval, row.get(f"{p}_vs_best") or ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return (f"{contents(db)}\n\nTop-1 in % on the test split, mean ± half-width of the 95 % "
+            f"interval over the seeds, from {command('-f', 'json')}:\n\n" + "\n".join(lines)
+            + "\n\n`vs best`: the row with the highest mean is `best`; `tied` rows have intervals "
+            "that overlap the best's (disjoint intervals differ at p < 0.05 by Welch's t-test). "
+            "The full table, the sweep and the figures: [docs/results.md](docs/results.md).")
 
 
 def contents(db: Path) -> str:
@@ -75,10 +96,15 @@ def contents(db: Path) -> str:
 
 
 def results_block(db: Path, figures: Path) -> str:
+    board = report(db, "-f", "markdown").strip()
     sweep = report(db, "--sweep", STUDY, "-f", "markdown").strip()
     report(db, "--plots", str(figures))
     report(db, "--sweep", STUDY, "--plots", str(figures))
     return "\n".join([
+        f"{command('-f', 'markdown')}:",
+        "",
+        board,
+        "",
         f"{command('--sweep', STUDY, '-f', 'markdown')}:",
         "",
         sweep,
