@@ -142,6 +142,7 @@ def run_time_to_accuracy(cfg: RunConfig, *, budgets_s: list[float], db: str | No
     from sslbench.config.budget import format_seconds
     from sslbench.data import load_run_dataset
     from sslbench.run.lifecycle import recording
+    from sslbench.train.contention import SHARED_CORES
     from sslbench.train.device import resolve_device
 
     device = resolve_device(cfg.train.gpus)
@@ -155,9 +156,13 @@ def run_time_to_accuracy(cfg: RunConfig, *, budgets_s: list[float], db: str | No
 
         def log(point: BudgetPoint) -> None:
             echo(f"  budget {format_seconds(point.budget_s):>7}: trained {point.train_s:7.1f} s, "
-                 f"{point.steps:6d} steps, linear top-1 {100 * point.top1:.2f} %")
+                 f"{point.steps:6d} steps, linear top-1 {100 * point.top1:.2f} %"
+                 + (f"  (other processes kept {point.others_cpu:.1f} cores busy: not a clean "
+                    "measurement)" if point.others_cpu is not None
+                    and point.others_cpu >= SHARED_CORES else ""))
+            shared = {} if point.others_cpu is None else {"others_cpu": point.others_cpu}
             store.log_metrics(run_id, {"linear_top1": point.top1, "train_s": point.train_s,
-                                       "budget_s": point.budget_s}, step=point.steps)
+                                       "budget_s": point.budget_s, **shared}, step=point.steps)
 
         with recording(store, run_id):
             base = baselines(cfg, dataset, device) if with_baselines else {}

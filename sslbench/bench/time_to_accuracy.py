@@ -31,6 +31,7 @@ from sslbench.eval.features import extract_features
 from sslbench.eval.layers import feature_module
 from sslbench.eval.linear import linear_probe
 from sslbench.methods import build_method
+from sslbench.train import contention
 from sslbench.train.device import seed_everything
 from sslbench.train.loop import pretrain
 
@@ -41,6 +42,7 @@ class BudgetPoint:
     train_s: float  # seconds of training steps the run took (planned to be budget_s)
     steps: int
     top1: float  # linear-probe test accuracy, a fraction
+    others_cpu: float | None = None  # cores other processes kept busy meanwhile (contention)
 
 
 def linear_top1(method: nn.Module, cfg: RunConfig, dataset: ImageDataset,
@@ -89,10 +91,12 @@ def time_to_accuracy(cfg: RunConfig, dataset: ImageDataset, device: torch.device
         seed_everything(cfg.train.seed)
         method = build_method(budgeted, dataset.info.channels)
         with tempfile.TemporaryDirectory() as tmp:
+            before = contention.sample()
             result = pretrain(budgeted, dataset, method, device, Path(tmp), show_progress=False,
                               clock=clock)
+            others = contention.others_cores(before, contention.sample())
         top1 = (probe or (lambda m: linear_top1(m, cfg, dataset, device)))(method)
-        point = BudgetPoint(budget_s, result.train_s, result.steps, top1)
+        point = BudgetPoint(budget_s, result.train_s, result.steps, top1, others)
         on_point(point)
         curve.append(point)
     return curve

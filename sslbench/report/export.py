@@ -66,7 +66,7 @@ def display_rows(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
     header = ["method", "dataset", *board.group_by, "budget", "runs", "seeds"]
     for p in board.protocols:
         header += [f"{p} mean ± 95% CI", f"{p} vs best"]
-    header += ["batch", "backbone", "train", "TFLOP", "wall", "img/s", "collapsed"]
+    header += ["batch", "backbone", "train", "TFLOP", "wall", "img/s", "other CPU", "collapsed"]
     rows = []
     for g in board.groups:
         row = [method_cell(g), str(g.key["dataset"]),
@@ -81,6 +81,7 @@ def display_rows(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
             tflop(g.train_flops),
             format_duration(g.wall_s),
             "-" if g.img_per_s is None else f"{g.img_per_s:.0f}",
+            "-" if g.others_cpu is None else f"{g.others_cpu:.1f}",
             "yes" if g.collapsed else "no",
         ]
         rows.append(row)
@@ -113,7 +114,8 @@ def records(board: Leaderboard) -> list[dict[str, Any]]:
             "batch_size": g.common(lambda r: r.config.get("train", {}).get("batch_size")),
             "backbone": g.common(lambda r: r.backbone),
             "train_s": g.train_s, "train_flops": g.train_flops,
-            "wall_s": g.wall_s, "img_per_s": g.img_per_s, "collapsed_runs": g.collapsed,
+            "wall_s": g.wall_s, "img_per_s": g.img_per_s, "others_cpu_max": g.others_cpu,
+            "collapsed_runs": g.collapsed,
         })
         out.append(rec)
     return out

@@ -160,6 +160,14 @@ class Group:
     def collapsed(self) -> int:
         return sum(r.collapsed for r in self.runs)
 
+    @property
+    def others_cpu(self) -> float | None:
+        """The most CPU cores other processes kept busy while one of the row's runs trained
+        (:mod:`sslbench.train.contention`); None when no run recorded it."""
+        seen = [v for v in (_as_float(r.summary.get("others_cpu")) for r in self.runs)
+                if v is not None and math.isfinite(v)]
+        return max(seen) if seen else None
+
 
 @dataclass
 class Leaderboard:

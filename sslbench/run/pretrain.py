@@ -65,6 +65,7 @@ from sslbench.run.monitor import EpochMonitor
 from sslbench.store import RunRecord, Store, resolve_db_url
 from sslbench.store.db import check_writable
 from sslbench.store.files import apply_removal, plan_removal
+from sslbench.train import contention
 from sslbench.train.checkpoint import (
     check_fits,
     check_resumable,
@@ -194,17 +195,27 @@ def _train_and_evaluate(ctx: RunContext, method: nn.Module, show_progress: bool,
             if hooks.on_epoch is not None:
                 hooks.on_epoch(epoch, metrics)
 
+        root = contention.tree_root(collectives.world_size())
+        before = contention.sample(root)
         result = pretrain(ctx.cfg, ctx.dataset, method, ctx.device, run_dir, log_epoch,
                           show_progress, resume_from=resume_from, stop=stop,
                           owner=ctx.checkpoint_owner(), on_checkpoint=keeper)
+        others = contention.others_cores(before, contention.sample(root))
         _keep_checkpoints(ctx, method, keeper, result.checkpoint)
         train_flops = result.flops_per_image * result.steps * ctx.cfg.train.batch_size
+        shared = {} if others is None else {"others_cpu": round(others, 2)}
         store.update_summary(run_id, loss=result.final_loss, img_per_s=result.images_per_s,
                              train_s=result.train_s, steps=result.steps, epochs=result.epochs,
-                             flops_per_img=result.flops_per_image, train_flops=train_flops)
+                             flops_per_img=result.flops_per_image, train_flops=train_flops,
+                             **shared)
     ctx.echo(f"run {run_id}: done in {result.seconds:.0f}s ({result.train_s:.0f}s of training "
              f"steps, {result.steps} steps, {train_flops / 1e12:.3g} TFLOP), final loss "
              f"{result.final_loss:.4f}, {result.images_per_s:.0f} img/s")
+    if others is not None and others >= contention.SHARED_CORES:
+        ctx.echo(f"run {run_id}: other processes kept {others:.1f} CPU core(s) busy while it "
+                 "trained: its seconds and img/s are not clean measurements"
+                 + (" and its wall-clock plan was timed under that load"
+                    if ctx.cfg.train.budget_s is not None else ""))
     run_protocols(ctx, method)  # still under ``stop``: a signal ends the evaluation KILLED
     with _live_curves(ctx) as curves:
         if curves is not None:

@@ -31,6 +31,8 @@ def test_pretrain_simclr_then_runs_and_linear_eval(workdir: Path,
         assert sorted(m.epoch for m in pre.metrics if m.key == key) == [1, 2]
     assert pre.config["method"]["temperature"] == pytest.approx(0.2)
     assert pre.config["train"]["epochs"] == 2
+    if Path("/proc/stat").exists():  # the other processes' CPU load while it trained (Linux)
+        assert pre.summary["others_cpu"] >= 0.0
     checkpoint = next(a for a in pre.artifacts if a.name == "checkpoint")
     assert Path(checkpoint.path).is_file() and checkpoint.size_bytes > 0
     # the synthetic classes are separable: a working encoder + probe is far above chance (10 %)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sslbench.report.export import cell, to_markdown, verdict
+from sslbench.report.export import cell, display_rows, records, to_markdown, verdict
 from sslbench.report.stats import mean_interval, t_quantile, welch_p
 from sslbench.report.table import Filters, build_leaderboard, load_runs
 from sslbench.store import Store
@@ -128,3 +128,22 @@ def test_rows_overlapping_the_best_are_marked_tied(tmp_path: Path) -> None:
     text = to_markdown(board)
     assert "| byol (sweep byol-fm, trial 3) | fashion-mnist | 1m |" in text
     assert "86.00 ± 2.48 (n=3) | best |" in text
+
+
+def test_a_row_shows_the_most_cpu_other_processes_took(tmp_path: Path) -> None:
+    db = str(tmp_path / "r.sqlite")
+    with Store.open(db) as store:
+        for seed in range(3):
+            _run(store, "byol", seed, 0.85)
+        _run(store, "simclr", 0, 0.80)  # recorded before the load was measured
+        for rid, others in ((1, 0.02), (3, 0.94), (5, 0.1)):  # byol's pretrain runs
+            store.update_summary(rid, others_cpu=others)
+        board = build_leaderboard(load_runs(store, Filters()))
+    by_method = {g.key["method"]: g for g in board.groups}
+    assert by_method["byol"].others_cpu == pytest.approx(0.94)
+    assert by_method["simclr"].others_cpu is None
+    header, rows = display_rows(board)
+    column = header.index("other CPU")
+    assert {r[0]: r[column] for r in rows} == {"byol": "0.9", "simclr": "-"}
+    assert {r["method"]: r["others_cpu_max"] for r in records(board)} == {
+        "byol": pytest.approx(0.94), "simclr": None}
