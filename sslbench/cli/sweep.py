@@ -43,6 +43,10 @@ def sweep_command(
     confirm: Annotated[int, typer.Option(
         min=0, help="Then re-run the best trial with N fresh seeds, evaluated on the test split "
                     "(the number to report; trials choose on the validation split).")] = 0,
+    confirm_set: Annotated[list[str] | None, typer.Option(
+        "--confirm-set", help="With --confirm: change a key for the confirmation runs only, "
+                              "key=value (repeatable), e.g. train.budget_s=900 to confirm a "
+                              "short-budget search at the full budget.")] = None,
     recipe_out: Annotated[Path | None, typer.Option(
         metavar="FILE", help="With best: write the confirmed best trial as a recipe file, its "
                              "expected numbers from the --confirm runs on the test split.")] = None,
@@ -76,13 +80,26 @@ def sweep_command(
         from sslbench.config.budget import parse_duration
 
         fixed.append(f"train.budget_s={parse_duration(budget)}")
+    if confirm_set and not confirm:
+        raise UserError("--confirm-set changes the confirmation runs: give --confirm N too")
     _run(target, space, trials, workers, study, storage, fixed, data_dir, db, quiet, confirm,
-         recipe)
+         recipe, _typed(confirm_set or []))
+
+
+def _typed(items: list[str]) -> dict[str, Any]:
+    """``key=value`` items as config values (YAML scalars: 900 → int, none → None)."""
+    import yaml
+
+    from sslbench.config import parse_overrides
+
+    return {k: (None if v.strip().lower() == "none" else yaml.safe_load(v))
+            for k, v in parse_overrides(items).items()}
 
 
 def _run(method: str, space_file: Path | None, trials: int | None, workers: int,
          study: str | None, storage: str | None, fixed: list[str], data_dir: str | None,
-         db: str | None, quiet: bool, confirm: int, recipe: str | None) -> None:
+         db: str | None, quiet: bool, confirm: int, recipe: str | None,
+         confirm_set: dict[str, Any]) -> None:
     import dataclasses
 
     import yaml
@@ -120,6 +137,13 @@ def _run(method: str, space_file: Path | None, trials: int | None, workers: int,
     dataset = trial_config(space, {}, overrides).data.dataset  # what the trials train on
     job = SweepJob(study or f"{method}-{dataset}", space, db, storage, overrides, quiet)
     check_job(job)  # every bound of the space builds a valid config, before anything starts
+    if confirm_set:  # so does what the confirmations change
+        from sslbench.config import apply_dotted
+        from sslbench.resolve import config_from_dict
+        from sslbench.sweep.confirm import confirmation_changes
+
+        config_from_dict(apply_dotted(trial_config(space, {}, overrides).to_dict(),
+                                      confirmation_changes(confirm_set)))
 
     from sslbench.store import Store, resolve_db_url
     from sslbench.sweep.study import locked, make_study, open_storage, recover_dead_trials
@@ -144,7 +168,7 @@ def _run(method: str, space_file: Path | None, trials: int | None, workers: int,
         from sslbench.sweep.confirm import confirm_best
 
         echo = (lambda _msg: None) if quiet else typer.echo
-        runs = confirm_best(job.study, db, confirm, echo=echo)
+        runs = confirm_best(job.study, db, confirm, echo=echo, overrides=confirm_set)
         _echo_confirmed(db, job.study, runs)
 
 

@@ -32,35 +32,78 @@ def best_trial(store: Any, study: str) -> Any:
 
 
 def confirm_best(study: str, db: str | None, confirmations: int, *, echo: Any = print,
-                 show_progress: bool = False) -> list[int]:
+                 show_progress: bool = False, overrides: dict[str, Any] | None = None
+                 ) -> list[int]:
     """Pretrain the best trial's config with ``confirmations`` fresh seeds (those not run yet),
-    each evaluated on the test split; the ids of every confirmation run of that trial."""
+    each evaluated on the test split; the ids of every confirmation run of that trial.
+
+    ``overrides`` (dotted keys) change the confirmations' config only, e.g. a longer budget to
+    confirm a search made at a short one; a budget key among them replaces the trial's budget.
+    Confirmations with other overrides are other runs: each set keeps its own seeds."""
     from sslbench.config import apply_dotted
     from sslbench.resolve import config_from_dict
     from sslbench.run.pretrain import RunHooks, run_pretrain
     from sslbench.store import Store
 
+    changes = confirmation_changes(overrides or {})
     with Store.open(db, create=False) as store:
         best = best_trial(store, study)
-        done = {r.seed: r.id for r in confirmation_runs(store, study, best.trial_number)}
-    seeds = [best.seed + i for i in range(1, confirmations + 1)]
+        seeds = [best.seed + i for i in range(1, confirmations + 1)]
+
+        def config_for(seed: int) -> Any:
+            return config_from_dict(apply_dotted(best.config, {
+                **changes, "train.seed": seed, "eval.split": "test",
+                "eval.protocols": list(PROTOCOLS)}))
+
+        target = _without_seed(config_for(seeds[0]).to_dict())  # bad overrides: nothing ran
+        done = {r.seed: r.id for r in confirmation_runs(store, study, best.trial_number)
+                if _without_seed(r.config) == target}
     echo(f"study {study}: confirming trial {best.trial_number} (run {best.id}, objective "
          f"{100 * best.summary['objective']:.2f} % on val) with seeds "
-         f"{', '.join(map(str, seeds))} on the test split")
+         f"{', '.join(map(str, seeds))} on the test split"
+         + (f", with {', '.join(f'{k}={v}' for k, v in (overrides or {}).items())}"
+            if overrides else ""))
     hooks = RunHooks(kind="pretrain", parent_id=best.id, sweep_id=study,
                      trial_number=best.trial_number)
     for seed in seeds:
         if seed in done:
             continue
-        cfg = config_from_dict(apply_dotted(best.config, {
-            "train.seed": seed, "eval.split": "test", "eval.protocols": list(PROTOCOLS)}))
-        run_id = run_pretrain(cfg, db, echo=echo, show_progress=show_progress, hooks=hooks)
+        run_id = run_pretrain(config_for(seed), db, echo=echo, show_progress=show_progress,
+                              hooks=hooks)
         assert run_id is not None  # a confirmation runs in one process and records itself
         done[seed] = run_id
     return [done[s] for s in seeds]
+
+
+def confirmation_changes(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The dotted keys ``--confirm-set`` changes: a budget key among them clears the others
+    (a trial's FLOP budget gives way to a confirmation's wall-clock one)."""
+    from sslbench.config.budget import BUDGET_KEYS
+
+    if any(f"train.{key}" in overrides for key in BUDGET_KEYS):
+        return {**{f"train.{key}": None for key in BUDGET_KEYS}, **overrides}
+    return dict(overrides)
 
 
 def confirmation_runs(store: Any, study: str, trial_number: int | None) -> list[Any]:
     """The completed confirmation runs of trial ``trial_number`` of ``study``."""
     return [r for r in store.list_runs(kind="pretrain", status="COMPLETED")
             if r.sweep_id == study and r.trial_number == trial_number]
+
+
+def latest_confirmations(store: Any, study: str, trial_number: int | None) -> list[Any]:
+    """The completed confirmation runs of the trial made with the same config as its latest one
+    (confirmations at another budget, say, are another set), by seed."""
+    runs = confirmation_runs(store, study, trial_number)
+    if not runs:
+        return []
+    latest = _without_seed(max(runs, key=lambda r: r.id).config)
+    return sorted((r for r in runs if _without_seed(r.config) == latest), key=lambda r: r.seed)
+
+
+def _without_seed(config: dict[str, Any]) -> str:
+    """A config's identity apart from its seed (canonical JSON)."""
+    from sslbench.canonical import canonical_json
+    from sslbench.config import apply_dotted
+
+    return canonical_json(apply_dotted(config, {"train.seed": None}))

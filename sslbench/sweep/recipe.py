@@ -6,7 +6,9 @@ key that differs from the method's defaults on its dataset, the machine's keys l
 ``recipe:`` block (:mod:`sslbench.config.recipes`) whose ``expected`` numbers are the mean test
 top-1 of the confirmation runs, never the trials' validation scores: the best of many noisy
 trials, chosen on the images it is scored on, is an optimistic number. A study whose best trial
-has no confirmation yet has no number a recipe may promise, and is refused.
+has no confirmation yet has no number a recipe may promise, and is refused. Where the trial was
+confirmed more than once with other settings (``--confirm-set``: say, a search at a short budget
+confirmed at the full one), the latest set of confirmations is the recipe.
 
 Put the file in ``recipes/NAME/METHOD.yaml`` to ship it (``sslbench pretrain METHOD --recipe
 NAME``), or pass it as ``--config FILE`` (the ``recipe:`` block is dropped there).
@@ -20,7 +22,7 @@ from typing import Any
 from sslbench.config.budget import BUDGET_KEYS
 from sslbench.config.recipes import EXPECTED_PROTOCOLS
 from sslbench.errors import UserError
-from sslbench.sweep.confirm import best_trial, confirmation_runs
+from sslbench.sweep.confirm import best_trial, latest_confirmations
 
 # where this machine keeps its data and outputs, and the seed: not part of a recipe
 MACHINE_KEYS = frozenset({"data.data_dir", "train.output_dir", "train.tensorboard", "train.seed",
@@ -36,7 +38,7 @@ def recipe_from_study(store: Any, study: str) -> str:
     from sslbench.resolve import resolve_config
 
     best = best_trial(store, study)
-    confirmations = sorted(confirmation_runs(store, study, best.trial_number), key=lambda r: r.seed)
+    confirmations = latest_confirmations(store, study, best.trial_number)
     if not confirmations:
         raise UserError(f"study {study!r}: its best trial ({best.trial_number}) has not been "
                         f"confirmed on the test split; run `sslbench sweep {best.method} --study "

@@ -5,6 +5,7 @@ whose validation labels are shuffled takes others; `sweep --confirm` reports on 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +171,25 @@ def test_confirm_reruns_the_best_trial_with_fresh_seeds_on_test(
     assert again == flatten(confirmations[0].config)  # the recipe trains the confirmed config
     assert main(["sweep", "best", "simclr-synthetic", "--db", db, "--recipe-out",
                  str(recipe)]) == 2  # never overwritten
+
+    # confirmed again at another budget: a set of runs of its own, and the recipe follows it
+    assert main(["sweep", "simclr", "--space", str(tmp_path / "confirm" / "space.yaml"),
+                 "--db", db, "--quiet", "--trials", "2", "--confirm", "2",
+                 "--confirm-set", "train.budget_steps=3"]) == 0
+    with Store.open(db, create=False) as store:
+        longer = [r for r in store.list_runs(kind="pretrain") if r.id not in
+                  {c.id for c in confirmations}]
+    assert sorted(r.seed for r in longer) == [1, 2]
+    assert all(r.summary["steps"] == 3 and r.config["train"]["epochs"] == 2 for r in longer)
+    assert all(r.trial_number == best.trial_number for r in longer)
+    capsys.readouterr()
+    assert main(["report", "--db", db, "-f", "json"]) == 0
+    budgets = {(r["sweep"], r["budget"]) for r in json.loads(capsys.readouterr().out)["rows"]}
+    row = f"simclr-synthetic, trial {best.trial_number}"
+    assert budgets == {(row, "3 steps"), (row, "2 epochs")}
+    assert main(["sweep", "best", "simclr-synthetic", "--db", db, "--recipe-out",
+                 str(tmp_path / "short.yaml")]) == 0
+    short = read_recipe_info(tmp_path / "short.yaml")
+    assert short.budget == "3 steps at batch 32" and short.keys["train.budget_steps"] == 3
+    assert f"runs {', '.join(str(r.id) for r in sorted(longer, key=lambda r: r.seed))} " in (
+        short.expected_source)

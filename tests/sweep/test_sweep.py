@@ -237,6 +237,21 @@ def test_sweep_best_prints_a_runnable_config(workdir: Path,
     assert "--confirm 3" in capsys.readouterr().err and not recipe.exists()
 
 
+def test_bad_confirmation_settings_stop_before_any_trial(workdir: Path,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    db = workdir / "fresh.sqlite"
+    space = _space_file(workdir, trials=1, pruner="none")
+    base = ["sweep", "simclr", "--space", str(space), "--db", str(db), "--quiet"]
+    assert main([*base, "--confirm-set", "train.budget_s=60"]) == 2
+    assert "give --confirm N" in capsys.readouterr().err
+    assert main([*base, "--confirm", "1", "--confirm-set", "train.nosuch=1"]) == 2
+    assert "train.nosuch" in capsys.readouterr().err
+    assert main([*base, "--confirm", "1", "--confirm-set", "train.budget_s=soon"]) == 2
+    assert not db.exists()
+    assert main(["sweep", "status", "x", "--recipe-out", str(workdir / "r.yaml")]) == 2
+
+
 @pytest.mark.multiprocess
 def test_sweep_on_postgresql(workdir: Path, pg_server: str) -> None:
     """Study and runs in ONE PostgreSQL database (the multi-machine set-up), two workers. sslbench
