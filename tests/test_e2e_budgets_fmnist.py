@@ -37,8 +37,8 @@ def test_seeds_and_a_confirmed_sweep_at_one_budget(tmp_path: Path, fmnist_dir: P
         trials = store.list_runs(kind="trial")
         for run in pretrain + trials:
             assert run.status == "COMPLETED"
-            # the total planned after the first 20 steps is the total trained (the checkpoint
-            # keeps it), and the learning rate ended at the end of its cosine
+            # the total last planned (after the first 20 steps, then at 1/4, 1/2, 3/4) is the
+            # total trained (the checkpoint keeps it), and the lr ended at the end of its cosine
             saved = load_checkpoint(Path(run.run_dir or "") / "checkpoint.pt")
             assert saved["scheduler"]["lr_lambdas"][0]["total_steps"] == run.summary["steps"]
             assert run.summary["steps"] >= 20 and run.summary["train_flops"] > 0
