@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from sslbench.cli import main
 from sslbench.errors import ConfigError
 from sslbench.store import Store
-from sslbench.sweep.space import parse_space, shipped_spaces_dir, space_for
+from sslbench.sweep.space import load_space, parse_space, shipped_spaces_dir, space_for
 from sslbench.sweep.study import open_storage
 
 SPACE = {
@@ -86,6 +86,19 @@ def test_every_method_has_a_valid_space_with_its_defaults_inside() -> None:
         baseline, why_not = baseline_params(space)
         assert baseline is not None, f"{space.source}: {why_not}"
         assert set(baseline) == {p.key for p in space.params}
+
+
+def test_the_exploration_spaces_are_valid_with_their_defaults_inside() -> None:
+    """sweeps/explore/*.yaml (given with --space; not shipped in the wheel)."""
+    from sslbench.sweep.worker import SweepJob, baseline_params, check_job
+
+    files = sorted((Path(__file__).parents[2] / "sweeps" / "explore").glob("*.yaml"))
+    assert files
+    for path in files:
+        space = load_space(path)
+        check_job(SweepJob(path.stem, space, None, None))
+        baseline, why_not = baseline_params(space)
+        assert baseline is not None, f"{path.name}: {why_not}"
 
 
 @pytest.mark.parametrize(("change", "needle"), [
