@@ -184,7 +184,7 @@ class TrainConfig:
     procs: int = bounded(1, lo=1)  # CPU worker processes (gloo); batch_size is split across workers
     sync_batchnorm: bool = True  # distributed: every BatchNorm over the global batch
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
-    channels_last: bool = True  # on CUDA
+    channels_last: bool = True  # the conv layout, CPU and CUDA
     compile: bool = False  # torch.compile the method's training step (first steps are slower)
     log_every: int = bounded(50, lo=1)  # steps between progress updates (no per-step host syncs)
     checkpoint_every: int = bounded(0, lo=0)  # steps between mid-epoch checkpoints; 0: epoch ends

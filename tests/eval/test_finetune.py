@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from sslbench.config import LinearEvalConfig, ModelConfig, build_config
+from sslbench.data.augment import normalize
 from sslbench.data.synthetic import make_synthetic
 from sslbench.errors import UserError
 from sslbench.eval.features import extract_features
@@ -130,3 +131,24 @@ def test_feature_module_shares_the_weights() -> None:
         method.backbone.stages[0][0].weight.mul_(2)
     x = torch.randn(2, 1, 28, 28)
     assert not torch.allclose(module(x), feature_module(clone, "stage2")(x))
+
+
+def test_features_are_the_same_in_the_channels_last_layout_and_leave_the_model_as_it_was() -> None:
+    from sslbench.eval.features import channels_last
+    from sslbench.models.backbones import ConvNet
+
+    torch.manual_seed(0)
+    net = ConvNet(1, 8).train()
+    images = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8)
+    got = extract_features(net, images, MEAN, STD, torch.device("cpu"), batch_size=16)
+    net.eval()
+    with torch.no_grad():  # the plain NCHW forward, batch by batch
+        expected = torch.cat([net(normalize(images[i:i + 16], MEAN, STD))
+                              for i in range(0, 40, 16)])
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    # the model keeps its layout (a run still training keeps its numerics) and its mode
+    assert net.train().training and all(p.is_contiguous() for p in net.parameters())
+    converted = channels_last(net)
+    assert converted is not net and converted.stages[0][0].weight.is_contiguous(
+        memory_format=torch.channels_last)
+    assert channels_last(converted) is converted  # already in the layout: no copy
