@@ -16,9 +16,9 @@ at the budget instead of being cut off by it.
   the steps since the previous timing: 18 timed steps are a small sample, and a step's time drifts
   over a run (the machine's clock, other load, a growing queue). A re-plan moves the rest of the
   cosine by the change of the total, a few percent where the first plan was close. In a
-  distributed run every rank takes the mean of the ranks' step times, so they all plan the same
-  total. A resumed run keeps the total its checkpoint holds (it re-plans only if the checkpoint
-  came before the first plan).
+  distributed run every rank plans from the mean of the ranks' step times and of their seconds so
+  far, so they all plan the same total and time the same steps next. A resumed run keeps the
+  total its checkpoint holds (it re-plans only if the checkpoint came before the first plan).
 
 A budgeted run's warm-up (``optimizer.warmup_epochs``) takes at most ``MAX_WARMUP_SHARE`` of its
 planned steps: a warm-up counted in epochs would otherwise fill a short budget (one Fashion-MNIST
@@ -102,9 +102,12 @@ class WallClockPlan:
         if previous is None:  # step start + 2: the rate is timed from here
             return None
         first, first_s = previous
-        per_step = (train_s - first_s) / (step - first)
-        # NCCL reduces device tensors only
-        per_step = float(collectives.mean_over_ranks(torch.tensor(per_step, device=self.device)))
+        # the ranks' means of the rate and of the seconds so far: every rank plans the same total
+        # (and so times the same steps next); NCCL reduces device tensors only
+        means = collectives.mean_over_ranks(torch.tensor(
+            [(train_s - first_s) / (step - first), train_s], dtype=torch.float64,
+            device=self.device))
+        per_step, train_s = (float(v) for v in means.cpu())
         if not per_step > 0:
             raise RunFailure(f"train.budget_s: the clock did not advance over steps {first}-{step}"
                              "; cannot plan the budget")
