@@ -12,6 +12,7 @@ adds the seeds still missing.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from sslbench.errors import UserError
@@ -102,8 +103,14 @@ def latest_confirmations(store: Any, study: str, trial_number: int | None) -> li
 
 
 def _without_seed(config: dict[str, Any]) -> str:
-    """A config's identity apart from its seed (canonical JSON)."""
+    """A stored config's identity apart from its seed (canonical JSON), rebuilt first so that a
+    run recorded before a key existed compares by that key's default."""
     from sslbench.canonical import canonical_json
     from sslbench.config import apply_dotted
+    from sslbench.errors import ConfigError
+    from sslbench.resolve import config_from_dict
 
+    # no longer a valid config: compared as stored (it matches nothing new)
+    with contextlib.suppress(ConfigError):
+        config = config_from_dict(config).to_dict()
     return canonical_json(apply_dotted(config, {"train.seed": None}))
