@@ -87,13 +87,13 @@ def sweep_command(
 
 
 def _typed(items: list[str]) -> dict[str, Any]:
-    """``key=value`` items as config values (YAML scalars: 900 → int, none → None)."""
+    """``key=value`` items (--set, --confirm-set) as YAML scalars (900 → int); the config
+    coerces them further when it is built ("none" → None)."""
     import yaml
 
     from sslbench.config import parse_overrides
 
-    return {k: (None if v.strip().lower() == "none" else yaml.safe_load(v))
-            for k, v in parse_overrides(items).items()}
+    return {k: yaml.safe_load(v) for k, v in parse_overrides(items).items()}
 
 
 def _run(method: str, space_file: Path | None, trials: int | None, workers: int,
@@ -102,9 +102,6 @@ def _run(method: str, space_file: Path | None, trials: int | None, workers: int,
          confirm_set: dict[str, Any]) -> None:
     import dataclasses
 
-    import yaml
-
-    from sslbench.config import parse_overrides
     from sslbench.methods import get_method_spec
     from sslbench.sweep.space import load_space, space_for
     from sslbench.sweep.worker import (
@@ -129,8 +126,7 @@ def _run(method: str, space_file: Path | None, trials: int | None, workers: int,
         space = dataclasses.replace(space, recipe=recipe, fixed={
             k: v for k, v in space.fixed.items() if k not in keys})
     if fixed:
-        space = space.with_fixed({k: yaml.safe_load(v) for k, v in
-                                  parse_overrides(fixed).items()})
+        space = space.with_fixed(_typed(fixed))
     if trials is not None:
         space = dataclasses.replace(space, trials=trials)
     overrides = (f"data.data_dir={data_dir}",) if data_dir else ()
