@@ -50,6 +50,9 @@ def reproduce_command(
         "--set", help="Tschannen et al.'s: an infomax KEY=VALUE for every run, repeatable "
                       "(e.g. method.realnvp_layers=10 for a smaller flow).")] = None,
     gpus: Annotated[int | None, typer.Option(help="0: CPU; 1: one GPU.")] = None,
+    jobs: Annotated[int, typer.Option(
+        help="Tschannen et al.'s grids: runs at once, each its own process (one per core: the "
+             "grid finishes about that many times sooner).")] = 1,
     db: DbOption = None,
 ) -> None:
     from sslbench.errors import UserError
@@ -68,7 +71,7 @@ def reproduce_command(
                              data_dir=data_dir, train_size=train_size, test_size=test_size,
                              epochs=epochs, batch_sizes=sizes, seed=seed, seeds=seeds, steps=steps,
                              eval_every=eval_every, quick=quick, mi_targets=targets,
-                             overrides=list(set_keys or []), gpus=gpus)
+                             overrides=list(set_keys or []), gpus=gpus, jobs=jobs)
     check_settings(name, settings)
     from sslbench.reproduce import run_reproduction
 

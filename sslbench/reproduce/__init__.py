@@ -77,6 +77,7 @@ class ReproSettings:
     mi_targets: list[float] = field(default_factory=lambda: [2.0, 4.0])
     overrides: list[str] = field(default_factory=list)  # infomax keys for every run of a cell grid
     gpus: int | None = None
+    jobs: int = 1  # Tschannen et al.'s grids: runs at once, each in its own process
 
 
 def check_name(name: str) -> None:
@@ -91,7 +92,8 @@ def check_settings(name: str, s: ReproSettings) -> None:
         if value is not None and value < 2:
             raise UserError(f"{key}={value} must be at least 2")
     for key, value in (("--epochs", s.epochs), ("--steps", s.steps),
-                       ("--eval-every", s.eval_every), ("--seeds", s.seeds)):
+                       ("--eval-every", s.eval_every), ("--seeds", s.seeds),
+                       ("--jobs", s.jobs)):
         if value is not None and value < 1:
             raise UserError(f"{key}={value} must be at least 1")
     if s.steps is not None and s.eval_every is not None and s.steps % s.eval_every:

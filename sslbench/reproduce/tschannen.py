@@ -19,6 +19,7 @@ summaries give the mean and 95 % Student-t interval over the seeds, differences 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from sslbench.models.encoders import HalfEncoder, glorot_init
 from sslbench.models.realnvp import RealNVP
 from sslbench.reproduce import Echo, ReproSettings
 from sslbench.reproduce.figures import Curves, plot_step_panels
+from sslbench.reproduce.parallel import run_cells
 from sslbench.reproduce.protocol import (
     ENCODE_CHUNK,
     NON_FINITE,
@@ -48,7 +50,6 @@ from sslbench.reproduce.protocol import (
     log_evaluation,
     open_child,
     raise_if_stopped,
-    run_cell,
     timed_evaluation,
     with_shared_noise,
 )
@@ -62,6 +63,8 @@ from sslbench.train.interrupt import StopSignals
 
 BOUND_LABELS = {"infonce": "InfoNCE", "nwj": "NWJ"}
 CRITIC_LABELS = {"bilinear": "bilinear", "separable": "separable", "mlp": "MLP"}
+# minutes of a 21 000-step run on one free core (most of the MLP critic's in its K² pairs)
+CRITIC_MINUTES = {"bilinear": 6.0, "separable": 7.0, "mlp": 22.0}
 # --quick: the same code paths on a few hundred images, for tests
 QUICK = Schedule(steps=40, eval_every=20, batch_size=32)
 QUICK_SIZES = (512, 256)  # train, test images
@@ -153,6 +156,12 @@ def prepare(s: ReproSettings, paper: Schedule) -> tuple[ReproSettings, Schedule,
     return s, schedule, load_halves(s, resolve_device(s.gpus))
 
 
+def critic_cost(cell: Cell) -> float:
+    """A critics cell's relative duration (``--jobs``: the MLP critics start first)."""
+    critic = next(o.split("=", 1)[1] for o in cell.overrides if o.startswith("method.critic="))
+    return CRITIC_MINUTES.get(critic, 1.0)
+
+
 def critics(s: ReproSettings, echo: Echo) -> int:
     """Sec. 3.2 / Fig. 3: bilinear, separable and MLP critics with InfoNCE and NWJ, MLP encoders;
     every cell ``--seeds`` times; the probe and the test bound every 1 000 steps."""
@@ -161,15 +170,16 @@ def critics(s: ReproSettings, echo: Echo) -> int:
         "critics": list(CRITIC_LABELS), "bounds": list(BOUND_LABELS), "encoder": "mlp"}
     with reproduction_run("critics", s, config, data.name, echo, resumable=True) as (store,
                                                                                     run_id):
-        runs: dict[tuple[str, str], list[RunRecord]] = {}
-        for seed in _seeds(s):
-            for bound, bound_label in BOUND_LABELS.items():
-                for critic, critic_label in CRITIC_LABELS.items():
-                    cell = Cell(f"{critic_label} critic, {bound_label}, seed {seed}",
-                                ("method.encoder=mlp", f"method.critic={critic}",
-                                 f"method.bound={bound}", *s.overrides), seed)
-                    runs.setdefault((bound, critic), []).append(
-                        run_cell(store, run_id, "critics", cell, data, schedule, s, echo))
+        cells = [(f"{bound} {critic}",
+                  Cell(f"{critic_label} critic, {bound_label}, seed {seed}",
+                       ("method.encoder=mlp", f"method.critic={critic}", f"method.bound={bound}",
+                        *s.overrides), seed))
+                 for seed in _seeds(s) for bound, bound_label in BOUND_LABELS.items()
+                 for critic, critic_label in CRITIC_LABELS.items()]
+        by_group = run_cells(store, run_id, "critics", cells, data, schedule, s, echo,
+                             cost=critic_cost)
+        runs = {(group.split()[0], group.split()[1]): group_runs
+                for group, group_runs in by_group.items()}
         pixels = pixel_baseline(data, s.seed)
         echo(f"  raw top-half pixels: probe {100 * pixels:.2f} %")
         summary: dict[str, float] = {"pixels_top_half_accuracy": pixels}
@@ -219,6 +229,12 @@ def flow_inverse_error(flow: nn.Module, data: Halves) -> float:
                .abs().max().item() for i in range(0, top.shape[0], ENCODE_CHUNK))
 
 
+def inverse_error(data: Halves) -> Evaluate:
+    """The bijective cells' extra measurement: ``flow_inverse_error`` of the top-half encoder."""
+    return lambda method, step: {"inverse_max_error": flow_inverse_error(method.backbone.encoder,
+                                                                         data)}
+
+
 def _start_and_end(runs: list[RunRecord], key: str) -> tuple[tuple[float, float],
                                                               tuple[float, float]]:
     """Mean ± 95 % interval of ``key`` at the first evaluation, and of its change to the last."""
@@ -248,16 +264,6 @@ def _cells(seeds: list[int], grid: dict[str, tuple[str, ...]], common: tuple[str
             for seed in seeds for group, keys in grid.items()]
 
 
-def _run_grid(store: Store, run_id: int, name: str, cells: list[tuple[str, Cell]], data: Halves,
-              schedule: Schedule, s: ReproSettings, echo: Echo,
-              extra: Evaluate | None = None) -> dict[str, list[RunRecord]]:
-    runs: dict[str, list[RunRecord]] = {}
-    for group, cell in cells:
-        runs.setdefault(group, []).append(
-            run_cell(store, run_id, name, cell, data, schedule, s, echo, extra))
-    return runs
-
-
 def _panels(runs: dict[str, list[RunRecord]], metrics: dict[str, str],
             groups_of: dict[str, list[str]]) -> dict[str, dict[str, Curves]]:
     """Panel title → label → one curve per completed seed, for every (metric, panel group)."""
@@ -276,10 +282,8 @@ def bijective(s: ReproSettings, echo: Echo) -> int:
     config = _settings_config(s, schedule, data) | {"grid": {k: list(v) for k, v in grid.items()}}
     with reproduction_run("bijective", s, config, data.name, echo, resumable=True) as (store,
                                                                                       run_id):
-        runs = _run_grid(store, run_id, "bijective", _cells(_seeds(s), grid, tuple(s.overrides)),
-                         data, schedule, s, echo, lambda method, step: {
-                             "inverse_max_error": flow_inverse_error(method.backbone.encoder,
-                                                                     data)})
+        runs = run_cells(store, run_id, "bijective", _cells(_seeds(s), grid, tuple(s.overrides)),
+                         data, schedule, s, echo, inverse_error)
         summary: dict[str, float] = {}
         for group, group_runs in runs.items():
             key = "infonce" if "InfoNCE" in group else "nwj"
@@ -339,9 +343,9 @@ def skip_mlp(s: ReproSettings, echo: Echo) -> int:
         "grid": {k: list(v) for k, v in grid.items()}, "noise_std": NOISE_STD}
     with reproduction_run("skip-mlp", s, config, data.name, echo, resumable=True) as (store,
                                                                                      run_id):
-        runs = _run_grid(store, run_id, "skip-mlp",
+        runs = run_cells(store, run_id, "skip-mlp",
                          _cells(_seeds(s), grid, tuple(s.overrides), NOISE_STD), data, schedule,
-                         s, echo, jacobian_conditioning(data, s.seed))
+                         s, echo, functools.partial(jacobian_conditioning, seed=s.seed))
         summary: dict[str, float] = {}
         for group, group_runs in runs.items():
             key = "infonce" if "InfoNCE" in group else "nwj"
@@ -381,7 +385,7 @@ def mi_target(s: ReproSettings, echo: Echo) -> int:
         "grid": {k: list(v) for k, v in grid.items()}, "mi_targets": s.mi_targets}
     with reproduction_run("mi-target", s, config, data.name, echo, resumable=True) as (store,
                                                                                       run_id):
-        runs = _run_grid(store, run_id, "mi-target", _cells(_seeds(s), grid, tuple(s.overrides)),
+        runs = run_cells(store, run_id, "mi-target", _cells(_seeds(s), grid, tuple(s.overrides)),
                          data, schedule, s, echo)
         summary: dict[str, float] = {}
         for group, group_runs in runs.items():

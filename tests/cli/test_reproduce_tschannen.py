@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 import os
 import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -132,3 +134,42 @@ def test_negative_sampling(workdir: Path) -> None:
     assert steps == [100, 200]
     assert (workdir / "figs/negative_sampling.png").is_file()
 
+
+
+def _by_cell(cells: list[RunRecord]) -> dict[str, dict[tuple[str, int], float]]:
+    return {str(c.config["cell"]): _points(c) for c in cells}
+
+
+@pytest.mark.slow
+def test_critics_in_two_worker_processes_store_what_one_process_stores(
+        workdir: Path, fmnist_dir: Path) -> None:
+    """``--jobs 2``: the same six cells with the same points, bit for bit; a SIGTERM to the
+    command reaches the workers, which leave their runs KILLED (none RUNNING); the same command
+    again finishes the grid, still bit for bit."""
+    assert main(_argv("critics", fmnist_dir, "one.sqlite")) == 0
+    reference = _by_cell(_tree("one.sqlite")[1])
+
+    def terminate_once_a_cell_runs() -> None:
+        while True:
+            time.sleep(0.2)
+            if not Path("two.sqlite").exists():
+                continue
+            with Store.open("two.sqlite", create=False) as store:
+                if any(r.status == "RUNNING" for r in store.list_runs(kind="reproduce")
+                       if r.parent_id is not None):
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    return
+
+    watcher = threading.Thread(target=terminate_once_a_cell_runs, daemon=True)
+    watcher.start()
+    assert main(_argv("critics", fmnist_dir, "two.sqlite", "--jobs", "2")) != 0
+    watcher.join()
+    top, cells = _tree("two.sqlite")
+    assert top.status == "KILLED" and cells
+    statuses = {c.status for c in cells}
+    assert "KILLED" in statuses and "RUNNING" not in statuses  # forwarded, checkpointed, marked
+    assert main(_argv("critics", fmnist_dir, "two.sqlite", "--jobs", "2")) == 0
+    top, cells = _tree("two.sqlite")
+    assert top.status == "COMPLETED" and all(c.status == "COMPLETED" for c in cells)
+    assert _by_cell(cells) == reference
+    assert {"infonce_separable_minus_mlp_accuracy", "pixels_top_half_accuracy"} <= set(top.summary)
