@@ -12,6 +12,8 @@ import functools
 import importlib.util
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,34 +38,37 @@ SQLITE_PRAGMAS = (
     "PRAGMA foreign_keys=ON",
     "PRAGMA journal_mode=WAL",
 )
+NOT_OURS_HINT = "pass --db with another path"  # what to do with a database that is not ours
 # Any fixed key: serialises concurrent first-time migrations of one PostgreSQL database.
 _PG_MIGRATION_LOCK = 0x551BE4C4
 
 
-def resolve_db_url(db: str | None) -> str:
+def resolve_db_url(db: str | None, *, option: str = "--db") -> str:
     """The SQLAlchemy URL for `--db`: its value, else `$SSLBENCH_DB`, else ./sslbench.sqlite.
 
     A value containing `://` is a SQLAlchemy URL and is used as is; anything else is a file path
-    and becomes `sqlite:///<absolute path>`.
+    and becomes `sqlite:///<absolute path>`. `option` names the value in error messages (another
+    database argument, such as `db merge`'s SOURCE).
     """
     value = db or os.environ.get(DB_ENV_VAR) or DEFAULT_DB
     if "://" in value:
         try:
             make_url(value).get_dialect()
         except ArgumentError as exc:
-            raise UserError(f"--db {value!r} is not a valid database URL ({exc})") from None
+            raise UserError(f"{option} {value!r} is not a valid database URL ({exc})") from None
         except NoSuchModuleError:
-            raise UserError(f"--db {value!r}: no database driver for "
+            raise UserError(f"{option} {value!r}: no database driver for "
                             f"{value.split('://')[0]!r}") from None
         return value
     try:
         path = Path(value).expanduser().absolute()
         if not path.parent.is_dir():
-            raise UserError(f"directory {str(path.parent)!r} for --db {value!r} does not exist")
+            raise UserError(f"directory {str(path.parent)!r} for {option} {value!r} does not "
+                            "exist")
         if path.is_dir():
-            raise UserError(f"--db {value!r} is a folder; pass a database file")
+            raise UserError(f"{option} {value!r} is a folder; pass a database file")
     except (OSError, ValueError, RuntimeError) as exc:  # a NUL byte, an unknown ~user, ENAMETOOLONG
-        raise UserError(f"--db {value!r} is not a usable path ({exc})") from None
+        raise UserError(f"{option} {value!r} is not a usable path ({exc})") from None
     return f"sqlite:///{path}"
 
 
@@ -137,9 +142,9 @@ def open_engine(url: str, *, create: bool, read: bool = False) -> tuple[Engine, 
             check_writable(url)
         engine, read_only = _snapshot_engine(path), True
         with engine.connect() as conn:
-            needs_migration = _schema_revision(conn, url) != (_head_revision(), False)
+            needs_migration = _schema_revision(conn, url) != (head_revision(), False)
     else:
-        needs_migration, read_only = stored_revision(url) != (_head_revision(), False), False
+        needs_migration, read_only = stored_revision(url) != (head_revision(), False), False
         engine = make_engine(url)
     if needs_migration:
         try:
@@ -192,13 +197,13 @@ def _snapshot_engine(path: Path) -> Engine:
     return create_engine("sqlite://", creator=lambda: memory, poolclass=StaticPool)
 
 
-def stored_revision(url: str) -> tuple[str | None, bool]:
+def stored_revision(url: str, *, hint: str = NOT_OURS_HINT) -> tuple[str | None, bool]:
     """The store revision of an existing database, read without writing to it, and whether it is
-    still in the legacy version table (see `_schema_revision`)."""
+    still in the legacy version table (see `_schema_revision`, and its `hint`)."""
     probe = _probe_engine(url, sqlite_path(url))
     try:
         with probe.connect() as conn:
-            return _schema_revision(conn, url)
+            return _schema_revision(conn, url, hint=hint)
     except DBAPIError as exc:
         raise UserError(f"cannot open DB {display_name(url)!r} ({_first_line(exc.orig)})") from None
     finally:
@@ -216,7 +221,7 @@ def upgrade_database(url: str) -> tuple[str | None, str | None]:
     before, _ = stored_revision(url)
     engine, _ = open_engine(url, create=False)
     engine.dispose()
-    return before, _head_revision()
+    return before, head_revision()
 
 
 def _migrate(engine: Engine, url: str) -> None:
@@ -235,7 +240,7 @@ def _migrate(engine: Engine, url: str) -> None:
         revision, legacy = _schema_revision(conn, url)
         if legacy:
             _move_legacy_version(conn, revision)
-        if revision != _head_revision():  # another process may have done it
+        if revision != head_revision():  # another process may have done it
             command.upgrade(alembic_config(conn), "head")
         if sqlite and (broken := conn.exec_driver_sql("PRAGMA foreign_key_check").first()):
             conn.rollback()
@@ -257,19 +262,21 @@ def _move_legacy_version(conn: Connection, revision: str | None) -> None:
         conn.execute(text(f"DROP TABLE {LEGACY_VERSION_TABLE}"))
 
 
-def _schema_revision(conn: Connection, url: str) -> tuple[str | None, bool]:
+def _schema_revision(
+    conn: Connection, url: str, *, hint: str = NOT_OURS_HINT
+) -> tuple[str | None, bool]:
     """The store revision of the database on `conn` (None when it has no store yet), and whether
     it is still recorded in the legacy `alembic_version` table.
 
-    Raises `UserError` when the database is not an sslbench database or not a database at all.
+    Raises `UserError` when the database is not an sslbench database or not a database at all
+    (the message ends with `hint`, what to do instead).
     Other applications' tables are tolerated on PostgreSQL (e.g. Optuna's study tables in the
     database a sweep shares across machines), never on a SQLite file.
     """
 
     def not_ours(reason: str) -> UserError:
         return UserError(
-            f"DB {display_name(url)!r} is not an sslbench database ({reason}); "
-            "pass --db with another path"
+            f"DB {display_name(url)!r} is not an sslbench database ({reason}); {hint}"
         )
 
     try:
@@ -309,16 +316,37 @@ def _version(conn: Connection, table: str) -> str | None:
     return heads[0] if heads else None
 
 
+@contextmanager
+def read_snapshot(url: str) -> Iterator[Connection]:
+    """A connection that reads one consistent snapshot of an existing database and never writes
+    to it: what other processes commit meanwhile is not seen. A SQLite file is opened read-only
+    in one read transaction; another backend in a read-only REPEATABLE READ transaction."""
+    path = sqlite_path(url)
+    engine = _probe_engine(url, path)
+    try:
+        with engine.connect() as conn:
+            if path is None:
+                conn.execution_options(isolation_level="REPEATABLE READ",
+                                       postgresql_readonly=True)
+            else:  # the first query takes the snapshot that every later one reads
+                conn.exec_driver_sql("BEGIN")
+            yield conn
+    finally:
+        engine.dispose()
+
+
 def _probe_engine(url: str, path: Path | None) -> Engine:
     """An engine that only looks: SQLite files are opened read-only and without our pragmas
-    (switching a foreign file to WAL would rewrite its header)."""
+    (switching a foreign file to WAL would rewrite its header), in autocommit mode (the driver
+    begins no transaction of its own, so that `read_snapshot` can begin one)."""
     if path is None:
         return make_engine(url)
     if not path.is_file():
         raise UserError(f"--db {str(path)!r} is not a file")
     uri = f"{path.absolute().as_uri()}?mode=ro"
     return create_engine(
-        "sqlite://", creator=lambda: sqlite3.connect(uri, uri=True), poolclass=NullPool
+        "sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, isolation_level=None),
+        poolclass=NullPool,
     )
 
 
@@ -352,7 +380,7 @@ def _script() -> ScriptDirectory:
     return ScriptDirectory.from_config(alembic_config())
 
 
-def _head_revision() -> str | None:
+def head_revision() -> str | None:
     return _script().get_current_head()
 
 
