@@ -82,6 +82,10 @@ CATALOGUE: list[tuple[list[str], str]] = [
     (["db", "upgrade", "--db", "{dir}/corrupt.sqlite"], "corrupt.sqlite"),
     (["runs", "list", "--db", "{dir}/foreign.sqlite"], "not an sslbench database"),
     (["db", "upgrade", "--db", "{dir}/missing.sqlite"], "no database"),
+    (["db", "merge", "{dir}/missing.sqlite"], "does not exist"),
+    (["db", "merge", "{dir}/foreign.sqlite"], "not an sslbench database"),
+    (["db", "merge", "{dir}/corrupt.sqlite"], "corrupt.sqlite"),
+    (["db", "merge", "{dir}/r.sqlite"], "same database"),
 ]
 
 
