@@ -104,6 +104,9 @@ def _mean_band(curves: Curves) -> tuple[list[int], list[float], list[float]]:
     return steps, means, stds
 
 
+SYMLOG_ABOVE = 1_000.0  # a panel whose band reaches beyond ±this gets a symlog y axis
+
+
 def plot_step_panels(path: Path, panels: dict[str, dict[str, Curves]],
                      hlines: dict[str, tuple[float, str]] | None = None,
                      columns: int = 2) -> None:
@@ -114,17 +117,21 @@ def plot_step_panels(path: Path, panels: dict[str, dict[str, Curves]],
     fig, axes = plt.subplots(rows, columns, figsize=(4.8 * columns, 3.4 * rows), dpi=100,
                              squeeze=False)
     for ax, (title, series) in zip(axes.flat, panels.items(), strict=False):
+        extreme = 0.0
         for label, curves in series.items():
             curves = [c for c in curves if c]
             if not curves:
                 continue
             steps, means, stds = _mean_band(curves)
+            extreme = max([extreme, *(abs(m) + s for m, s in zip(means, stds, strict=True))])
             line = ax.plot(steps, means, label=f"{label} (n={len(curves)})", lw=1.5)[0]
             ax.fill_between(steps, [m - s for m, s in zip(means, stds, strict=True)],
                             [m + s for m, s in zip(means, stds, strict=True)],
                             color=line.get_color(), alpha=0.2)
         if hlines and title in hlines:
             ax.axhline(hlines[title][0], color="gray", ls="--", label=hlines[title][1])
+        if extreme > SYMLOG_ABOVE:  # e.g. NWJ at a random critic, -10⁷ nats: the rest stays legible
+            ax.set_yscale("symlog", linthresh=1.0)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)

@@ -300,7 +300,7 @@ def open_child(store: Store, parent_id: int, identity: dict[str, Any], label: st
     found = [r for r in store.children(parent_id) if r.config.get("cell") == identity]
     if found and _finished(found[-1]):
         echo(f"run {found[-1].id}: {label}: {found[-1].status}, skipped")
-        return found[-1]
+        return store.get_run(found[-1].id)  # with its metrics, for the summary
     if found and found[-1].status == "RUNNING":
         raise UserError(f"run {found[-1].id} ({label}) is running in another process "
                         f"(pid {found[-1].pid} on {found[-1].host}); wait for it to finish")

@@ -98,3 +98,20 @@ def test_mean_interval_by_hand() -> None:
     assert mean_interval([1.0, 2.0, 3.0]) == pytest.approx((2.0, 4.302653 / math.sqrt(3)))
     assert math.isnan(mean_interval([5.0])[1]) and mean_interval([5.0])[0] == 5.0
     assert all(math.isnan(v) for v in mean_interval([1.0, math.nan]) + mean_interval([]))
+
+
+def test_a_panel_reaching_millions_gets_a_symlog_axis(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """NWJ with a random critic reads −10⁷ nats at step 0: that panel gets a symlog y axis (so the
+    trained values stay legible); an ordinary panel stays linear."""
+    from sslbench.reproduce import figures
+
+    plt = figures.pyplot()
+    closed = []
+    monkeypatch.setattr(plt, "close", closed.append)
+    figures.plot_step_panels(tmp_path / "f.png", {
+        "bound": {"NWJ": [[(0, -1.1e7), (1000, 2.5)], [(0, -3.0), (1000, 2.7)]]},
+        "probe": {"NWJ": [[(0, 0.76), (1000, 0.78)]]}})
+    axes = [ax for ax in closed[0].axes if ax.get_visible()]
+    assert [ax.get_yscale() for ax in axes] == ["symlog", "linear"]
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"

@@ -71,10 +71,11 @@ def test_critics_resumes_a_stopped_cell_bit_for_bit_and_skips_finished_ones(
             "pixels_top_half_accuracy"} <= set(top.summary)
     assert 0.5 < top.summary["pixels_top_half_accuracy"] < 1
     assert (workdir / "figs/critics.png").read_bytes()[:4] == b"\x89PNG"
-    # again: nothing left to do
+    # again: nothing left to do, and the summary is made again from the stored points
     assert main(_argv("critics", fmnist_dir, "r.sqlite")) == 0
     assert capsys.readouterr().out.count("skipped") == 6
-    assert len(_tree("r.sqlite")[1]) == 6
+    again, cells = _tree("r.sqlite")
+    assert len(cells) == 6 and again.summary == top.summary
 
 
 @pytest.mark.slow
