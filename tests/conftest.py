@@ -138,6 +138,26 @@ def pg_server() -> Iterator[str]:
 
 
 @pytest.fixture
+def pg_database(pg_server: str) -> Callable[[str], str]:
+    """Make a fresh database NAME on the test server; its URL (the same form as ``pg_server``)."""
+
+    def create(name: str) -> str:
+        from sqlalchemy import text
+
+        from sslbench.store.db import make_engine
+
+        engine = make_engine(pg_server)
+        try:
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text(f"CREATE DATABASE {name}"))
+        finally:
+            engine.dispose()
+        return pg_server.replace("/postgres?", f"/{name}?")
+
+    return create
+
+
+@pytest.fixture
 def trained_run() -> Callable[..., int]:
     """``trained_run(db, out_dir, method="simclr", dataset="synthetic", **overrides)``: records a
     COMPLETED pretrain run whose checkpoint (in ``out_dir/<id>/``) holds a freshly initialised

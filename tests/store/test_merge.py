@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 from sslbench.cli import main
 from sslbench.errors import UserError
 from sslbench.store import Store
-from sslbench.store.db import make_engine, read_snapshot
+from sslbench.store.db import read_snapshot
 from sslbench.store.merge import merge_runs
 from sslbench.store.models import Run
 
@@ -281,16 +281,11 @@ def test_the_source_is_read_from_one_snapshot(source: Path) -> None:
 
 
 @pytest.mark.multiprocess  # starts a PostgreSQL server
-def test_merge_to_and_from_postgresql(pg_server: str, source: Path, tmp_path: Path) -> None:
+def test_merge_to_and_from_postgresql(pg_database: Callable[[str], str], source: Path,
+                                      tmp_path: Path) -> None:
     """SQLite → PostgreSQL → SQLite gives back every row; one server database spelled with
     another driver is still the same database."""
-    engine = make_engine(pg_server)
-    try:
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("CREATE DATABASE merge_test"))
-    finally:
-        engine.dispose()
-    server = pg_server.replace("/postgres?", "/merge_test?")
+    server = pg_database("merge_test")
     assert merge_runs(str(source), server).copied_runs == 7
     with read_snapshot(server) as conn:
         assert conn.execute(text("SHOW transaction_isolation")).scalar() == "repeatable read"

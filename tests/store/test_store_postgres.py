@@ -7,6 +7,7 @@ Skipped when no PostgreSQL server binaries (Debian's `postgresql`) or no driver 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -66,14 +67,8 @@ def test_store_on_postgresql(pg_server: str, tmp_path: Path) -> None:
         engine.dispose()
 
 
-def test_foreign_postgresql_database_is_refused(pg_server: str) -> None:
-    engine = make_engine(pg_server)
-    try:
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("CREATE DATABASE other"))
-    finally:
-        engine.dispose()
-    other = pg_server.replace("/postgres?", "/other?")
+def test_foreign_postgresql_database_is_refused(pg_database: Callable[[str], str]) -> None:
+    other = pg_database("other")
     engine = make_engine(other)
     try:
         with engine.begin() as conn:
@@ -84,17 +79,12 @@ def test_foreign_postgresql_database_is_refused(pg_server: str) -> None:
         Store.open(other)
 
 
-def test_a_database_holding_an_optuna_study_takes_the_store_too(pg_server: str) -> None:
+def test_a_database_holding_an_optuna_study_takes_the_store_too(
+        pg_database: Callable[[str], str]) -> None:
     """One URL for `--storage` and `--db`: Optuna's tables (and its `alembic_version`) first."""
     import optuna
 
-    engine = make_engine(pg_server)
-    try:
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("CREATE DATABASE shared"))
-    finally:
-        engine.dispose()
-    url = pg_server.replace("/postgres?", "/shared?")
+    url = pg_database("shared")
     storage = optuna.storages.RDBStorage(url.replace("postgresql://", "postgresql+psycopg://"))
     optuna.create_study(study_name="s", storage=storage).optimize(lambda t: t.suggest_float(
         "x", 0, 1), n_trials=2)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -266,18 +267,12 @@ def test_bad_confirmation_settings_stop_before_any_trial(workdir: Path,
 
 
 @pytest.mark.multiprocess
-def test_sweep_on_postgresql(workdir: Path, pg_server: str) -> None:
+def test_sweep_on_postgresql(workdir: Path, pg_database: Callable[[str], str]) -> None:
     """Study and runs in ONE PostgreSQL database (the multi-machine set-up), two workers. sslbench
     keeps its Alembic version in its own table, so Optuna's `alembic_version` does not clash."""
-    from sqlalchemy import create_engine, inspect, text
+    from sqlalchemy import create_engine, inspect
 
-    name = f"sweep_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(pg_server.replace("postgresql://", "postgresql+psycopg://"),
-                          isolation_level="AUTOCOMMIT")
-    with admin.connect() as con:
-        con.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    url = pg_server.replace("/postgres?", f"/{name}?")
+    url = pg_database(f"sweep_{uuid.uuid4().hex[:8]}")
     argv = ["sweep", "simclr", "--space", str(_space_file(workdir, trials=4)), "--db", url,
             "--storage", url, "--workers", "2", "--quiet"]
     assert main(argv) == 0
