@@ -137,20 +137,39 @@ def run_time_to_accuracy(cfg: RunConfig, *, budgets_s: list[float], db: str | No
                          with_baselines: bool = True) -> list[dict[str, float]]:
     """Pretrain ``cfg`` once per budget and probe each (see
     :mod:`sslbench.bench.time_to_accuracy`), after the random-init and raw-pixel baselines
-    (``with_baselines``); returns the curve."""
-    from sslbench.bench.time_to_accuracy import BudgetPoint, baselines, time_to_accuracy
+    (``with_baselines``); returns the curve. An empty ``budgets_s`` probes the baselines only.
+
+    The probes score on the split ``eval.split`` names, as a run's evaluations do: ``val``
+    fits on the train split less the validation images and scores on those, so a curve used to
+    choose a recipe never reads the test split; pretraining sees every train image either way."""
+    from sslbench.bench.time_to_accuracy import (
+        BudgetPoint,
+        baselines,
+        linear_top1,
+        time_to_accuracy,
+    )
     from sslbench.config.budget import format_seconds
     from sslbench.data import load_run_dataset
+    from sslbench.errors import UserError
+    from sslbench.run.evaluate import evaluation_data
     from sslbench.run.lifecycle import recording
     from sslbench.train.contention import SHARED_CORES
     from sslbench.train.device import resolve_device
 
+    if not budgets_s and not with_baselines:
+        raise UserError("nothing to measure: give a training budget, or keep the baselines")
     device = resolve_device(cfg.train.gpus)
     dataset = load_run_dataset(cfg.data, cfg.train.seed)
-    config = {"bench": "time-to-accuracy", "budgets_s": sorted(budgets_s), "run": cfg.to_dict()}
+    probed, where = evaluation_data(cfg, dataset)
+    split = where["split"]
+    config = {"bench": "time-to-accuracy", "budgets_s": sorted(budgets_s), "run": cfg.to_dict(),
+              **where}
+    schedule = (f"a complete schedule for each budget of "
+                f"{', '.join(map(format_seconds, sorted(budgets_s)))}" if budgets_s
+                else "the baselines only")
     echo(f"time to accuracy of {cfg.method_name} / {cfg.model.backbone} (width "
-         f"{cfg.model.width}) on {cfg.data.dataset}, batch {cfg.train.batch_size}: a complete "
-         f"schedule for each budget of {', '.join(map(format_seconds, sorted(budgets_s)))}")
+         f"{cfg.model.width}) on {cfg.data.dataset}, batch {cfg.train.batch_size}: {schedule}; "
+         f"linear probe at {cfg.eval.linear.layer}, scored on the {split} split")
     with _store(db, record) as store:
         run_id = create_run(store, cfg, "bench", device, config=config)
 
@@ -165,16 +184,18 @@ def run_time_to_accuracy(cfg: RunConfig, *, budgets_s: list[float], db: str | No
                                        "budget_s": point.budget_s, **shared}, step=point.steps)
 
         with recording(store, run_id):
-            base = baselines(cfg, dataset, device) if with_baselines else {}
+            base = baselines(cfg, probed, device) if with_baselines else {}
             for name, top1 in base.items():
                 echo(f"  {name + ' (no training)':>26}: linear top-1 {100 * top1:.2f} %")
             if base:
                 store.update_summary(run_id, **{f"{k.replace(' ', '_')}_top1": v
                                                 for k, v in base.items()})
-            curve = time_to_accuracy(cfg, dataset, device, budgets_s=budgets_s, on_point=log)
-            store.update_summary(run_id, final_top1=curve[-1].top1,
-                                 final_budget_s=curve[-1].budget_s,
-                                 final_train_s=curve[-1].train_s)
+            curve = time_to_accuracy(cfg, dataset, device, budgets_s=budgets_s, on_point=log,
+                                     probe=lambda m: linear_top1(m, cfg, probed, device))
+            if curve:
+                store.update_summary(run_id, final_top1=curve[-1].top1,
+                                     final_budget_s=curve[-1].budget_s,
+                                     final_train_s=curve[-1].train_s)
     if record:
         echo(f"recorded as run {run_id}")
     return [{"budget_s": p.budget_s, "train_s": p.train_s, "steps": p.steps, "top1": p.top1}

@@ -122,7 +122,7 @@ def bench_time_to_accuracy(
     method: MethodArg = "simclr",
     budgets: Annotated[str, typer.Option(
         help="Training budgets, comma-separated (90s, 2m, 1h30m): one complete run per budget, "
-             "its schedules planned to end there.")] = "1m,2m,5m",
+             "its schedules planned to end there; 0: the baselines only.")] = "1m,2m,5m",
     batch_size: Annotated[int | None, typer.Option(help="Images per step.")] = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset [fashion-mnist].")] = None,
     config: ConfigOption = None,
@@ -138,14 +138,20 @@ def bench_time_to_accuracy(
 ) -> None:
     """Pretrain a recipe (METHOD, --recipe, --config, --set) at each budget and print the
     linear-probe accuracy each reaches: the time-to-accuracy curve, beside the random-init and
-    raw-pixel baselines."""
+    raw-pixel baselines. Scored on the test split; --set eval.split=val scores on the
+    validation split (to choose a recipe by its curve)."""
     from sslbench.bench.record import run_time_to_accuracy
     from sslbench.config.budget import parse_duration
     from sslbench.resolve import resolve_config
 
-    budgets_s = [parse_duration(b, "--budgets") for b in budgets.split(",") if b.strip()]
-    if not budgets_s:
-        raise UserError("--budgets: give at least one duration, e.g. --budgets 2m,5m")
+    only_baselines = budgets.strip() == "0"
+    budgets_s = [] if only_baselines else [parse_duration(b, "--budgets")
+                                           for b in budgets.split(",") if b.strip()]
+    if not budgets_s and not only_baselines:
+        raise UserError("--budgets: give at least one duration, e.g. --budgets 2m,5m (or 0 for "
+                        "the baselines only)")
+    if only_baselines and not baselines:
+        raise UserError("--budgets 0 --no-baselines measures nothing: drop one of them")
     flags = {"train.batch_size": batch_size, "data.dataset": dataset, "data.data_dir": data_dir,
              "train.gpus": gpus}
     cfg = resolve_config(method, config_file=config, flags=flags, overrides=overrides or [],

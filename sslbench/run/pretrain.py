@@ -204,6 +204,8 @@ def _train_and_evaluate(ctx: RunContext, method: nn.Module, show_progress: bool,
         _keep_checkpoints(ctx, method, keeper, result.checkpoint)
         train_flops = result.flops_per_image * result.steps * ctx.cfg.train.batch_size
         shared = {} if others is None else {"others_cpu": round(others, 2)}
+        if ctx.device.type == "cpu":  # what a wall-clock budget bought depends on it
+            shared["cpu_threads"] = torch.get_num_threads()
         store.update_summary(run_id, loss=result.final_loss, img_per_s=result.images_per_s,
                              train_s=result.train_s, steps=result.steps, epochs=result.epochs,
                              flops_per_img=result.flops_per_image, train_flops=train_flops,

@@ -55,7 +55,7 @@ def recipe_from_study(store: Any, study: str) -> str:
     keys = {key: value for key, value in sorted(values.items())
             if key not in MACHINE_KEYS and not (budgeted and key == "train.epochs")
             and (key == "data.dataset" or value != defaults.get(key, _ABSENT))}
-    budget = budget_label(confirmations[0].config.get("train", {}))
+    budget = budget_label(confirmations[0].config.get("train", {})) + _hardware(confirmations)
     batch = values.get("train.batch_size")
     seeds = ", ".join(str(r.seed) for r in confirmations)
     ids = ", ".join(str(r.id) for r in confirmations)
@@ -81,6 +81,22 @@ def recipe_from_study(store: Any, study: str) -> str:
 
 
 _ABSENT = object()
+
+
+def _hardware(runs: list[Any]) -> str:
+    """Where a wall-clock budget was spent, which decides what it buys: `` on cpu (2 threads)``
+    when every confirmation ran on one kind of device (and thread count, on the CPU); nothing for
+    a budget in steps, FLOPs or epochs, which is the same work on any machine."""
+    if any(r.config.get("train", {}).get("budget_s") is None for r in runs):
+        return ""
+    devices = {r.device for r in runs}
+    if len(devices) != 1 or None in devices:
+        return ""
+    threads = {r.summary.get("cpu_threads") for r in runs}
+    device = devices.pop()
+    if len(threads) == 1 and (n := threads.pop()) is not None:
+        return f" on {device} ({n} threads)"
+    return f" on {device}"
 
 
 def _database(url: str) -> str:

@@ -228,6 +228,48 @@ def test_too_many_steps_is_bad_input_and_records_nothing(
             assert con.execute("select count(*) from runs").fetchone()[0] == 0
 
 
+def test_time_to_accuracy_on_the_validation_split_never_reads_the_test_split(
+        db: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """With eval.split=val every probe (the baselines and each budget's) fits on the train split
+    less the validation images and scores on those, as a run's evaluations do; --budgets 0
+    probes the baselines only."""
+    import sslbench.bench.time_to_accuracy as tta
+    from sslbench.data.splits import run_validation_split
+
+    scored: list[torch.Tensor] = []
+    real = tta.linear_probe
+
+    def spy(train_x, train_y, test_x, test_y, *args, **kwargs):  # type: ignore[no-untyped-def]
+        scored.append(test_y)
+        return real(train_x, train_y, test_x, test_y, *args, **kwargs)
+
+    monkeypatch.setattr(tta, "linear_probe", spy)
+    common = ["bench", "time-to-accuracy", "--dataset", "synthetic", "--gpus", "0",
+              "--set", "model.width=4", "--set", "eval.linear.epochs=1", "--set",
+              "train.plan_steps=3", "--set", "eval.split=val", "--db", str(db)]
+    assert main([*common, "--budgets", "1s"]) == 0
+    assert "scored on the val split" in capsys.readouterr().out
+    dataset = load_dataset("synthetic")
+    cfg = resolve_config("simclr", flags={"data.dataset": "synthetic"})
+    val = run_validation_split(dataset, cfg.data).val
+    assert len(scored) == 3  # random init, raw pixels, the 1-second budget
+    for labels in scored:  # the validation images' labels, never the test split's
+        assert torch.equal(labels.cpu(), dataset.train_labels[val].cpu())
+
+    assert main([*common, "--budgets", "0"]) == 0  # the baselines only: no training
+    with Store.open(str(db)) as store:
+        curve, only = store.get_run(1), store.get_run(2)
+    assert curve.config["split"] == only.config["split"] == "val"
+    assert only.status == "COMPLETED" and "final_top1" not in only.summary
+    assert only.summary["random_init_top1"] == curve.summary["random_init_top1"]
+    assert not [m for m in only.metrics if m.key == "linear_top1"]
+
+    assert main([*common, "--budgets", "0", "--no-baselines"]) == 2  # measures nothing
+    assert "measures nothing" in capsys.readouterr().err
+    with Store.open(str(db)) as store:
+        assert len(store.list_runs()) == 2
+
+
 @pytest.mark.multiprocess
 def test_time_to_accuracy_and_startup_are_recorded(db: Path) -> None:
     assert main(["bench", "time-to-accuracy", "--dataset", "synthetic", "--budgets", "2s,1s",

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from sslbench.cli import main
 from sslbench.store import Store
@@ -33,6 +34,7 @@ def test_pretrain_simclr_then_runs_and_linear_eval(workdir: Path,
     assert pre.config["train"]["epochs"] == 2
     if Path("/proc/stat").exists():  # the other processes' CPU load while it trained (Linux)
         assert pre.summary["others_cpu"] >= 0.0
+    assert pre.summary["cpu_threads"] == torch.get_num_threads()  # what a wall-clock budget buys
     checkpoint = next(a for a in pre.artifacts if a.name == "checkpoint")
     assert Path(checkpoint.path).is_file() and checkpoint.size_bytes > 0
     # the synthetic classes are separable: a working encoder + probe is far above chance (10 %)
@@ -120,7 +122,6 @@ def test_linear_eval_rejects_a_linear_run(
 
 def test_non_finite_loss_marks_the_run_failed(workdir: Path, monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    import torch
 
     import sslbench.methods.simclr as simclr
 

@@ -193,3 +193,20 @@ def test_confirm_reruns_the_best_trial_with_fresh_seeds_on_test(
     assert short.budget == "3 steps at batch 32" and short.keys["train.budget_steps"] == 3
     assert f"runs {', '.join(str(r.id) for r in sorted(longer, key=lambda r: r.seed))} " in (
         short.expected_source)
+
+
+def test_a_wall_clock_recipe_says_where_its_minutes_were_spent() -> None:
+    from types import SimpleNamespace
+
+    from sslbench.sweep.recipe import _hardware
+
+    def run(device: str | None, threads: int | None, budget_s: float | None = 900.0) -> Any:
+        summary = {} if threads is None else {"cpu_threads": threads}
+        return SimpleNamespace(device=device, summary=summary,
+                               config={"train": {"budget_s": budget_s}})
+
+    assert _hardware([run("cpu", 2), run("cpu", 2)]) == " on cpu (2 threads)"
+    assert _hardware([run("cpu", 2), run("cpu", 4)]) == " on cpu"  # threads differ
+    assert _hardware([run("cuda:0", None)]) == " on cuda:0"
+    assert _hardware([run("cpu", 2), run("cuda:0", None)]) == ""  # devices differ
+    assert _hardware([run("cpu", 2, budget_s=None)]) == ""  # steps or FLOPs: any machine

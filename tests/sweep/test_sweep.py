@@ -3,6 +3,7 @@ recovery after a killed worker, and the PostgreSQL path."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -330,6 +331,9 @@ def test_a_resumed_study_does_not_replay_the_first_sessions_draws(tmp_path: Path
     resumed = make_study("s", space, storage)  # a new process running the same command
     again = suggest(resumed.ask(), space)
     assert again not in params
+    assert resumed.user_attrs["trials"] == 12
+    # resumed with --trials 3: `sweep status` shows the budget the study now runs to
+    assert make_study("s", dataclasses.replace(space, trials=3), storage).user_attrs["trials"] == 3
 
 
 def test_case23_a_baseline_outside_the_space_is_said_not_dropped_silently() -> None:
