@@ -37,6 +37,15 @@ def test_a_shipped_recipe_resolves_and_states_its_target(recipe: Path) -> None:
         assert (cfg.model.backbone, cfg.model.stem) == ("resnet18", "cifar")
         assert (cfg.train.epochs, cfg.train.batch_size) == (1000, 256)
         assert "solo-learn" in info.source and "solo-learn README" in info.expected_source
+    elif name == "fashion-mnist-15m":  # tuned here: a sweep on val, confirmed on test
+        assert cfg.data.dataset == "fashion-mnist" and cfg.train.budget_s == 900
+        assert cfg.eval.linear.layer == "backbone:grid3" and cfg.eval.split == "test"
+        assert info.budget.startswith("15m on cpu")
+        assert info.source.startswith("sslbench sweep study") and "validation split" in (
+            info.source)
+        assert "confirmation runs" in info.expected_source and "test split" in (
+            info.expected_source)
+        assert f"--recipe {name}" in recipe.read_text().splitlines()[1]
     else:
         assert name in ("imagenet100", "imagenet1k")
         assert (cfg.data.image_size, cfg.augment.crop_size) == (256, 224)

@@ -192,7 +192,10 @@ def _write_recipe(study: str, db: str | None, path: Path) -> None:
         raise UserError(f"--recipe-out {printable(str(path))}: no folder "
                         f"{printable(str(path.parent))}; create it first")
     with Store.open(db, create=False, read=True) as store:
-        text = recipe_from_study(store, study)
+        # a file in recipes/NAME/ is recipe NAME: its header gives `--recipe NAME`
+        folder = path.resolve().parent
+        name = folder.name if folder.parent.name == "recipes" else None
+        text = recipe_from_study(store, study, name=name)
     path.write_text(text, encoding="utf-8")
     typer.echo(f"study {printable(study)}: its confirmed best trial written as recipe "
                f"{printable(str(path))} (see `sslbench recipes` for shipping it)")

@@ -29,8 +29,9 @@ MACHINE_KEYS = frozenset({"data.data_dir", "train.output_dir", "train.tensorboar
                           "train.gpus", "train.procs"})
 
 
-def recipe_from_study(store: Any, study: str) -> str:
-    """The recipe YAML of ``study``'s best trial, its expected numbers from its confirmations."""
+def recipe_from_study(store: Any, study: str, name: str | None = None) -> str:
+    """The recipe YAML of ``study``'s best trial, its expected numbers from its confirmations;
+    ``name``: the recipe it ships as (``recipes/NAME/METHOD.yaml``), for its header's command."""
     import yaml
 
     from sslbench.config import apply_dotted, flatten
@@ -59,12 +60,14 @@ def recipe_from_study(store: Any, study: str) -> str:
     batch = values.get("train.batch_size")
     seeds = ", ".join(str(r.seed) for r in confirmations)
     ids = ", ".join(str(r.id) for r in confirmations)
-    n_trials = sum(1 for r in store.list_runs(kind="trial") if r.sweep_id == study)
+    n_trials = sum(1 for r in store.list_runs(kind="trial", status="COMPLETED")
+                   if r.sweep_id == study)
     objective = f"{100 * best.summary['objective']:.2f} %"
     block = {
         "summary": f"{best.method} on {dataset}, tuned by the sslbench sweep {study}",
         "source": (f"sslbench sweep study {study}: trial {best.trial_number} (run {best.id}, "
-                   f"objective {objective} on the validation split) of {n_trials} trials, "
+                   f"objective {objective} on the validation split) of {n_trials} completed "
+                   "trials, "
                    f"{_database(store.url)}"),
         "budget": f"{budget} at batch {batch}" if batch else budget,
         "expected": {p: round(statistics.fmean(v), 2) for p, v in scores.items()},
@@ -73,9 +76,11 @@ def recipe_from_study(store: Any, study: str) -> str:
             f"{ids} (seeds {seeds}; " + "; ".join(
                 f"{p}: {', '.join(f'{x:.2f}' for x in v)}" for p, v in scores.items()) + ")"),
     }
+    run = (f"sslbench pretrain {best.method} --recipe {name}" if name else
+           f"sslbench pretrain {best.method} --config THIS_FILE   (or --recipe NAME from "
+           f"recipes/NAME/{best.method}.yaml)")
     head = (f"# {best.method} as the sslbench sweep {study} chose it on the validation split of "
-            f"{dataset}\n#   sslbench pretrain {best.method} --config THIS_FILE"
-            f"   (or --recipe NAME from recipes/NAME/{best.method}.yaml)\n")
+            f"{dataset}\n#   {run}\n")
     return head + yaml.safe_dump({"recipe": block, **apply_dotted({}, keys)}, sort_keys=False,
                                  allow_unicode=True, width=100)
 
@@ -95,7 +100,7 @@ def _hardware(runs: list[Any]) -> str:
     threads = {r.summary.get("cpu_threads") for r in runs}
     device = devices.pop()
     if len(threads) == 1 and (n := threads.pop()) is not None:
-        return f" on {device} ({n} threads)"
+        return f" on {device} ({int(n)} threads)"
     return f" on {device}"
 
 

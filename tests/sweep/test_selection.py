@@ -166,6 +166,8 @@ def test_confirm_reruns_the_best_trial_with_fresh_seeds_on_test(
     assert info.expected == {k: pytest.approx(round(sum(v) / 2, 2)) for k, v in tests.items()}
     assert f"trial {best.trial_number} (run {best.id}" in info.source
     assert info.source.endswith("r.sqlite") and str(tmp_path) not in recipe.read_text()
+    assert "of 2 completed trials" in info.source
+    assert "#   sslbench pretrain simclr --recipe tuned\n" in recipe.read_text()
     again = flatten(resolve_config("simclr", config_file=recipe, overrides=[
         f"train.seed={confirmations[0].seed}"]).to_dict())
     assert again == flatten(confirmations[0].config)  # the recipe trains the confirmed config
@@ -189,7 +191,8 @@ def test_confirm_reruns_the_best_trial_with_fresh_seeds_on_test(
     assert budgets == {(row, "3 steps"), (row, "2 epochs")}
     assert main(["sweep", "best", "simclr-synthetic", "--db", db, "--recipe-out",
                  str(tmp_path / "short.yaml")]) == 0
-    short = read_recipe_info(tmp_path / "short.yaml")
+    short = read_recipe_info(tmp_path / "short.yaml")  # not in a recipes folder: --config
+    assert "--config THIS_FILE" in (tmp_path / "short.yaml").read_text()
     assert short.budget == "3 steps at batch 32" and short.keys["train.budget_steps"] == 3
     assert f"runs {', '.join(str(r.id) for r in sorted(longer, key=lambda r: r.seed))} " in (
         short.expected_source)
