@@ -91,11 +91,16 @@ def test_every_method_has_a_valid_space_with_its_defaults_inside() -> None:
 
 
 def test_the_exploration_spaces_are_valid_with_their_defaults_inside() -> None:
-    """sweeps/explore/*.yaml (given with --space; not shipped in the wheel)."""
+    """sweeps/explore/*.yaml and the fashion-mnist-15m campaign's spaces (given with --space;
+    not shipped in the wheel): the campaign has one for every method but SimCLR, whose study is
+    the exploration."""
+    from sslbench.methods import method_names
     from sslbench.sweep.worker import SweepJob, baseline_params, check_job
 
-    files = sorted((Path(__file__).parents[2] / "sweeps" / "explore").glob("*.yaml"))
-    assert files
+    sweeps = Path(__file__).parents[2] / "sweeps"
+    campaign = sorted((sweeps / "fashion-mnist-15m").glob("*.yaml"))
+    assert {p.stem for p in campaign} == set(method_names()) - {"simclr"}
+    files = sorted((sweeps / "explore").glob("*.yaml")) + campaign
     for path in files:
         space = load_space(path)
         check_job(SweepJob(path.stem, space, None, None))
