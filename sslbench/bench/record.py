@@ -164,7 +164,7 @@ def run_time_to_accuracy(cfg: RunConfig, *, budgets_s: list[float], db: str | No
     split = where["split"]
     config = {"bench": "time-to-accuracy", "budgets_s": sorted(budgets_s), "run": cfg.to_dict(),
               **where}
-    schedule = (f"a complete schedule for each budget of "
+    schedule = ("a complete schedule for each budget of "
                 f"{', '.join(map(format_seconds, sorted(budgets_s)))}" if budgets_s
                 else "the baselines only")
     echo(f"time to accuracy of {cfg.method_name} / {cfg.model.backbone} (width "

@@ -141,9 +141,9 @@ def make_study(name: str, space: SearchSpace, storage: optuna.storages.BaseStora
     if "method" not in attrs:
         study.set_user_attr("method", space.method)
         study.set_user_attr("objective", space.objective)
+        study.set_user_attr("space", space.source)
     if attrs.get("trials") != space.trials:  # the latest command's --trials is the budget
         study.set_user_attr("trials", space.trials)
-        study.set_user_attr("space", space.source)
     return study
 
 
