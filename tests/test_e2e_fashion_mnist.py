@@ -13,18 +13,37 @@ pytestmark = pytest.mark.slow
 
 RANDOM_INIT_CONVNET = 0.814  # DESIGN.md: linear probe on a randomly initialised ConvNet
 RAW_PIXELS = 0.841  # DESIGN.md: logistic regression on raw pixels
+UNTRAINED_WIDTH64_GRID3 = 0.8862  # docs/fashion-mnist-15m.md: the recipe's encoder, untrained
+
+
+def _pretrain_all(tmp_path: Path, fmnist_dir: Path, method: str, *extra: str
+                  ) -> tuple[dict, dict[str, dict]]:
+    db = str(tmp_path / "runs.sqlite")
+    assert main(["pretrain", method, "--data-dir", str(fmnist_dir), "--db", db, "--quiet",
+                 f"train.output_dir={tmp_path / 'runs'}", *extra]) == 0
+    with Store.open(db, create=False) as store:
+        (pre,) = store.list_runs(kind="pretrain")
+        children = {c.kind: c for c in store.children(pre.id)}
+    assert pre.status == "COMPLETED" and all(c.status == "COMPLETED" for c in children.values())
+    return pre.summary, {kind: c.summary for kind, c in children.items()}
 
 
 def _pretrain(tmp_path: Path, fmnist_dir: Path, method: str, *extra: str) -> tuple[dict, dict]:
-    db = str(tmp_path / "runs.sqlite")
-    argv = ["pretrain", method, "--data-dir", str(fmnist_dir), "--db", db, "--quiet",
-            f"train.output_dir={tmp_path / 'runs'}", *extra]
-    assert main(argv) == 0
-    with Store.open(db, create=False) as store:
-        (pre,) = store.list_runs(kind="pretrain")
-        (lin,) = store.children(pre.id)
-    assert pre.status == lin.status == "COMPLETED"
-    return pre.summary, lin.summary
+    pre, evals = _pretrain_all(tmp_path, fmnist_dir, method, *extra)
+    assert set(evals) == {"linear"}
+    return pre, evals["linear"]
+
+
+def test_the_readme_main_job_learns_past_its_untrained_encoder(tmp_path: Path,
+                                                               fmnist_dir: Path) -> None:
+    """The README's main job, `sslbench pretrain simclr --recipe fashion-mnist-15m --budget 5m`:
+    90.70 % linear top-1 when measured (2 CPU cores); asserted ≥ 89 %, above the same encoder
+    untrained read through the same 3×3 grid (88.62 %) and far above the raw pixels."""
+    pre, evals = _pretrain_all(tmp_path, fmnist_dir, "simclr", "--recipe", "fashion-mnist-15m",
+                               "--budget", "5m")
+    assert set(evals) == {"linear", "knn"}  # the recipe evaluates both
+    assert pre["loss"] < 3.5  # from ln(511) ≈ 6.2 at chance
+    assert evals["linear"]["linear_top1"] >= 0.89 > UNTRAINED_WIDTH64_GRID3 > RAW_PIXELS
 
 
 def test_simclr_default_job_beats_raw_pixels(tmp_path: Path, fmnist_dir: Path) -> None:
