@@ -122,7 +122,6 @@ def test_linear_eval_rejects_a_linear_run(
 
 def test_non_finite_loss_marks_the_run_failed(workdir: Path, monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-
     import sslbench.methods.simclr as simclr
 
     real = simclr.nt_xent
